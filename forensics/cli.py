@@ -1,0 +1,132 @@
+"""The `forensics` command line: a thin shell over `forensics.engine` and `forensics.report`."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from dateutil import parser as dateparser
+
+from forensics import __version__
+from forensics.engine import analyze
+from forensics.errors import ExitCode, ForensicsError, UsageError
+from forensics.report import write_outputs
+from forensics.rules import SEVERITIES, builtin_rules
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    help="Forensics for Coder deployments: find workspace agents that survived a build "
+    "boundary and agent rows stuck in 'created', with the rows and log lines that prove it.",
+)
+rules_app = typer.Typer(no_args_is_help=True, help="Inspect the rules.")
+app.add_typer(rules_app, name="rules")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"forensics {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command("analyze")
+def analyze_cmd(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Directories or files: table exports, agent logs.", show_default=False),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for report.html, findings.json, summary.md.")
+    ] = Path("forensics-out"),
+    fail_on: Annotated[
+        str,
+        typer.Option(help=f"Exit 1 when a finding has this severity or higher ({', '.join(SEVERITIES)})."),
+    ] = "high",
+    generated_at: Annotated[
+        str | None,
+        typer.Option(help="Timestamp to print as the report's generation time (for reproducible output)."),
+    ] = None,
+    debug: Annotated[bool, typer.Option(help="Show a traceback on errors.")] = False,
+) -> None:
+    """Analyse exported tables and agent logs; write the report and print the verdict."""
+    try:
+        when = _parse_time(generated_at) if generated_at else None
+        result = analyze(paths, fail_on=fail_on, generated_at=when)
+        write_outputs(result, out, argv=sys.argv)
+    except ForensicsError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except Exception as exc:  # a bug: say so, and how to get details
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+        raise typer.Exit(ExitCode.INTERNAL) from None
+    for line in verdict_lines(result):
+        typer.echo(line)
+    for run in result.rules:
+        if run.status != "ran":
+            typer.echo(f"note: rule {run.rule.id} {run.status}: {run.reason}", err=True)
+    rejected = sum(t.rejected for t in result.tables) + sum(lg.unparsed for lg in result.logs)
+    if rejected:
+        typer.echo(f"note: {rejected} row(s)/line(s) could not be read; see the coverage section", err=True)
+    typer.echo(f"wrote {out / 'report.html'}, {out / 'findings.json'}, {out / 'summary.md'}", err=True)
+    if result.incomplete():
+        raise typer.Exit(ExitCode.INTERNAL)
+    raise typer.Exit(ExitCode.FINDINGS if result.failing() else ExitCode.OK)
+
+
+def verdict_lines(result) -> list[str]:
+    """One line per finding (rule, workspace, build, agent), after a one-line verdict."""
+    failing = result.failing()
+    if not result.findings:
+        head = "OK: no findings"
+    else:
+        head = (
+            f"{'FAIL' if failing else 'OK'}: {len(result.findings)} finding(s), "
+            f"{len(failing)} at or above {result.fail_on}"
+        )
+    lines = [head]
+    for f in result.findings:
+        lines.append(
+            f"{f.severity:<8} {f.rule:<26} workspace={f.workspace_name} "
+            f"build=#{f.build_number} agent={f.agent_id}"
+        )
+    return lines
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        when = dateparser.isoparse(text)
+    except ValueError:
+        raise UsageError(f"--generated-at: not an ISO 8601 time: {text!r}") from None
+    if when.tzinfo is None:
+        raise UsageError("--generated-at needs a UTC offset, e.g. 2026-05-20T00:00:00Z")
+    return when
+
+
+@rules_app.command("list")
+def rules_list() -> None:
+    """List the built-in rules: id, severity, title."""
+    for rule in builtin_rules():
+        typer.echo(f"{rule.id:<28} {rule.severity:<9} {rule.title}")
+
+
+def main() -> None:
+    """Entry point of the `forensics` console script."""
+    app()

@@ -1,0 +1,374 @@
+"""Run an analysis: discover -> ingest -> model -> rules -> findings with evidence.
+
+`analyze()` is the library entry point; it returns an `Analysis` and never prints or exits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from forensics import __version__
+from forensics.discover import Source, discover
+from forensics.errors import InputError, UsageError
+from forensics.ingest.logs import LogLoad, load_logs, parse_log
+from forensics.ingest.schema import REQUIRED_TABLES, TABLES, export_command
+from forensics.ingest.tables import TableLoad, create_tables, load_table
+from forensics.rules import SEVERITIES, Rule, builtin_rules, model_sql
+
+STANDARD_COLUMNS = ("agent_id", "workspace_id", "workspace_name", "build_number", "ts", "summary")
+MAX_LOG_EVIDENCE = 60
+
+
+@dataclass
+class RuleRun:
+    """How one rule fared in this run."""
+
+    rule: Rule
+    status: str  # ran | skipped | broken
+    reason: str = ""
+    findings: int = 0
+
+
+@dataclass
+class Finding:
+    """One row a rule returned, with the evidence that backs it."""
+
+    rule: str
+    severity: str
+    title: str
+    agent_id: str
+    workspace_id: str | None
+    workspace_name: str | None
+    build_number: int | None
+    ts: str | None
+    summary: str
+    evidence: dict[str, Any]
+    fingerprint: str
+
+
+@dataclass
+class Analysis:
+    """Everything a renderer needs; field names are the findings.json contract."""
+
+    inputs: list[Source]
+    tables: list[TableLoad]
+    logs: list[LogLoad]
+    rules: list[RuleRun]
+    findings: list[Finding]
+    generated_at: datetime
+    as_of: datetime | None
+    fail_on: str
+    model_notes: list[str] = field(default_factory=list)
+    tool: str = f"forensics {__version__}"
+
+    def failing(self) -> list[Finding]:
+        """Findings at or above the --fail-on threshold."""
+        floor = SEVERITIES.index(self.fail_on)
+        return [f for f in self.findings if SEVERITIES.index(f.severity) >= floor]
+
+    def incomplete(self) -> bool:
+        """True when a rule could not run because it is broken."""
+        return any(r.status == "broken" for r in self.rules)
+
+
+def analyze(
+    paths: Sequence[Path],
+    fail_on: str = "high",
+    generated_at: datetime | None = None,
+) -> Analysis:
+    """Analyse the files under `paths` and return findings with evidence and input coverage."""
+    if fail_on not in SEVERITIES:
+        raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}")
+    sources = discover(list(paths))
+    if not sources:
+        raise InputError(f"no files found under {', '.join(str(p) for p in paths)}")
+    with tempfile.TemporaryDirectory(prefix="forensics-") as tmp:
+        con = duckdb.connect(config={"temp_directory": str(Path(tmp) / "spill")})
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            return _run(con, sources, Path(tmp), fail_on, generated_at)
+        finally:
+            con.close()
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection,
+    sources: list[Source],
+    tmp: Path,
+    fail_on: str,
+    generated_at: datetime | None,
+) -> Analysis:
+    _require_usable(sources)
+    create_tables(con)
+    hash_key = secrets.token_hex(16)  # lives for this run only; never written anywhere
+    table_loads = [
+        load_table(con, src, hash_key, n)
+        for n, src in enumerate(sources)
+        if src.kind == "table"
+    ]
+    notes = _dedupe(con, table_loads)
+    work = tmp / "logs"
+    work.mkdir()
+    log_files = [
+        (n, src, parse_log(src, n, work))
+        for n, src in enumerate(sources)
+        if src.kind in ("agent_log", "log")
+    ]
+    load_logs(con, work, log_files)
+    for name, sql in model_sql():
+        try:
+            con.execute(sql)
+        except duckdb.Error as exc:
+            raise RuntimeError(f"model {name} failed: {exc}") from exc
+    notes += _model_notes(con)
+    as_of = con.execute("SELECT as_of FROM export_facts").fetchone()[0]
+    missing = _missing_columns(table_loads)
+    runs, findings = [], []
+    have_logs = any(src.kind == "agent_log" for src in sources)
+    for rule in builtin_rules():
+        run, rows = _run_rule(con, rule, missing, have_logs)
+        runs.append(run)
+        findings += [_finding(con, rule, row) for row in rows]
+    findings.sort(key=lambda f: (-SEVERITIES.index(f.severity), f.workspace_name or "", f.build_number or 0, f.rule))
+    return Analysis(
+        inputs=sources,
+        tables=table_loads,
+        logs=[load for _, _, load in log_files],
+        rules=runs,
+        findings=findings,
+        generated_at=generated_at or datetime.now(UTC).replace(microsecond=0),
+        as_of=as_of,
+        fail_on=fail_on,
+        model_notes=notes,
+    )
+
+
+def _require_usable(sources: list[Source]) -> None:
+    """Refuse inputs that cannot give an honest answer: nothing usable, or no agents/builds."""
+    usable = [s for s in sources if s.kind in ("table", "agent_log", "log")]
+    if not usable:
+        listing = "\n".join(f"  {s.display}: {s.note or s.kind}" for s in sources[:20])
+        more = f"\n  ... and {len(sources) - 20} more" if len(sources) > 20 else ""
+        raise InputError(
+            f"found {len(sources)} file(s) but none is a Coder table export "
+            f"(CSV/NDJSON/Parquet) or an agent log:\n{listing}{more}"
+        )
+    found = sorted({s.table for s in sources if s.table})
+    missing = [t for t in REQUIRED_TABLES if t not in found]
+    if missing:
+        logs = sum(1 for s in sources if s.kind in ("agent_log", "log"))
+        commands = "\n".join(f"  {export_command(t)}" for t in missing)
+        raise InputError(
+            f"required table(s) missing: {', '.join(missing)}. Found tables: "
+            f"{', '.join(found) or 'none'}; agent logs: {logs}. Export what is missing with:\n"
+            f"{commands}"
+        )
+
+
+def _dedupe(con: duckdb.DuckDBPyConnection, loads: list[TableLoad]) -> list[str]:
+    """Keep one row per primary key when a table was exported into several files."""
+    notes = []
+    for table in {ld.table for ld in loads if sum(1 for x in loads if x.table == ld.table) > 1}:
+        key = "agent_id, id" if table == "workspace_agent_logs" else "id"
+        before = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        con.execute(
+            f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM "{table}" '
+            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY __source, __line) = 1"
+        )
+        after = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        files = sorted(ld.path for ld in loads if ld.table == table)
+        notes.append(
+            f"{table} came from {len(files)} files ({', '.join(files)}); "
+            f"{before - after} duplicate row(s) with the same key were counted once"
+        )
+    return sorted(notes)
+
+
+def _model_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Say how agents were tied to builds, and which could not be."""
+    notes = []
+    total, tied, via_manifest = con.execute(
+        """SELECT (SELECT count(*) FROM workspace_agents),
+                  (SELECT count(*) FROM agent_builds),
+                  (SELECT count(*) FROM agent_builds WHERE joined_by <> 'resource')"""
+    ).fetchone()
+    if via_manifest:
+        notes.append(
+            f"{via_manifest} agent row(s) were tied to builds through the workspace id in their "
+            "process's manifest and the build times, because their workspace_resources rows "
+            "were not exported"
+        )
+    non_build = con.execute(
+        """SELECT count(*) FROM workspace_agents a JOIN workspace_resources r ON r.id = a.resource_id
+           WHERE NOT EXISTS (SELECT 1 FROM builds b WHERE b.job_id = r.job_id)"""
+    ).fetchone()[0]
+    if non_build:
+        notes.append(
+            f"{non_build} agent row(s) belong to template import or dry-run jobs (no workspace "
+            "build) and are not workspace agents; rules do not look at them"
+        )
+    orphans = total - tied - non_build
+    if orphans > 0:
+        notes.append(
+            f"{orphans} agent row(s) could not be tied to any workspace build (their resource "
+            "is missing from the export and no log manifest names their workspace)"
+        )
+    unknown = con.execute(
+        """SELECT count(DISTINCT agent_id) FROM agent_manifests
+           WHERE agent_id IS NOT NULL AND agent_id NOT IN (SELECT id FROM workspace_agents)"""
+    ).fetchone()[0]
+    if unknown:
+        notes.append(
+            f"{unknown} agent id(s) seen in log manifests have no row in the exported "
+            "workspace_agents (a log from another deployment, or an export taken earlier)"
+        )
+    return notes
+
+
+def _missing_columns(loads: list[TableLoad]) -> dict[str, set[str]]:
+    """Columns missing from every file of a table (all columns for a table not exported)."""
+    out: dict[str, set[str]] = {name: set(t.columns) for name, t in TABLES.items()}
+    for ld in loads:
+        out[ld.table] &= set(ld.missing_columns)
+    return out
+
+
+def _run_rule(
+    con: duckdb.DuckDBPyConnection,
+    rule: Rule,
+    missing: dict[str, set[str]],
+    have_logs: bool,
+) -> tuple[RuleRun, list[dict[str, Any]]]:
+    gaps = []
+    for table, cols in rule.requires:
+        lacking = [c for c in cols if c in missing.get(table, set())]
+        if table in missing and missing[table] == set(TABLES[table].columns):
+            gaps.append(f"table {table} (export it with: {export_command(table)})")
+        elif lacking:
+            gaps.append(f"{table} columns {', '.join(lacking)} (an older Coder version?)")
+    if rule.needs_logs and not have_logs:
+        gaps.append("agent logs (coder-agent.log and its rotated backups from the workspace hosts)")
+    if gaps:
+        return RuleRun(rule, "skipped", "needs " + "; ".join(gaps)), []
+    try:
+        cur = con.execute(rule.sql, rule.params or None)
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    except duckdb.Error as exc:
+        return RuleRun(rule, "broken", f"{type(exc).__name__}: {exc}"), []
+    lacking = [c for c in STANDARD_COLUMNS if c not in names]
+    if lacking:
+        return RuleRun(rule, "broken", f"result lacks column(s) {', '.join(lacking)}"), []
+    return RuleRun(rule, "ran", findings=len(rows)), rows
+
+
+def _finding(con: duckdb.DuckDBPyConnection, rule: Rule, row: dict[str, Any]) -> Finding:
+    agent_id = str(row["agent_id"])
+    extra = {k: jsonable(v) for k, v in row.items() if k not in STANDARD_COLUMNS}
+    evidence = {
+        "rule": extra,
+        "agent": _agent_row(con, agent_id),
+        "builds": _build_history(con, row["workspace_id"]),
+        "log_lines": _log_lines(con, agent_id),
+    }
+    return Finding(
+        rule=rule.id,
+        severity=rule.severity,
+        title=rule.title,
+        agent_id=agent_id,
+        workspace_id=jsonable(row["workspace_id"]),
+        workspace_name=row["workspace_name"],
+        build_number=row["build_number"],
+        ts=jsonable(row["ts"]),
+        summary=row["summary"],
+        evidence=evidence,
+        fingerprint=hashlib.sha256(f"{rule.id}|{agent_id}".encode()).hexdigest()[:16],
+    )
+
+
+AGENT_COLUMNS = (
+    "agent_id agent_name workspace_name build_number transition lifecycle_state agent_created_at "
+    "first_connected_at last_connected_at disconnected_at started_at ready_at version "
+    "api_version expanded_directory logs_length startup_log_rows auth_instance_id "
+    "auth_token_hash agent_deleted joined_by"
+).split()
+
+
+def _agent_row(con: duckdb.DuckDBPyConnection, agent_id: str) -> dict[str, Any]:
+    cols = ", ".join(AGENT_COLUMNS)
+    cur = con.execute(f"SELECT {cols} FROM agent_builds WHERE agent_id = ?", [agent_id])
+    row = cur.fetchone()
+    return {c: jsonable(v) for c, v in zip(AGENT_COLUMNS, row, strict=True)} if row else {}
+
+
+def _build_history(con: duckdb.DuckDBPyConnection, workspace_id: Any) -> list[dict[str, Any]]:
+    rows = con.execute(
+        """SELECT b.build_number, b.transition, b.reason, b.build_created_at, b.job_status,
+                  b.job_completed_at,
+                  list({'agent_id': CAST(a.agent_id AS VARCHAR), 'name': a.agent_name,
+                        'lifecycle_state': a.lifecycle_state,
+                        'first_connected_at': a.first_connected_at,
+                        'started_at': a.started_at, 'ready_at': a.ready_at,
+                        'disconnected_at': a.disconnected_at}
+                       ORDER BY a.agent_name) FILTER (a.agent_id IS NOT NULL) AS agents
+           FROM builds b LEFT JOIN agent_builds a ON a.build_id = b.build_id
+           WHERE b.workspace_id = ?
+           GROUP BY ALL ORDER BY b.build_number""",
+        [workspace_id],
+    ).fetchall()
+    keys = ("build_number", "transition", "reason", "created_at", "job_status", "job_completed_at", "agents")
+    return [{k: jsonable(v) for k, v in zip(keys, r, strict=True)} for r in rows]
+
+
+def _log_lines(con: duckdb.DuckDBPyConnection, agent_id: str) -> list[dict[str, Any]]:
+    """Key log lines of every process instance that served this agent row."""
+    rows = con.execute(
+        f"""WITH served AS (
+                SELECT DISTINCT stream, process_no FROM agent_manifests WHERE agent_id = ?
+            )
+            SELECT e.source, e.line, e.ts, e.level, e.logger, e.message, e.fields, e.block, e.kind
+            FROM agent_events e JOIN served USING (stream, process_no)
+            WHERE e.kind IS NOT NULL
+            ORDER BY e.stream, e.file_rank, e.line
+            LIMIT {MAX_LOG_EVIDENCE}""",
+        [agent_id],
+    ).fetchall()
+    out = []
+    for source, line, ts, level, logger, message, fields, block, kind in rows:
+        text = f"{ts:%Y-%m-%d %H:%M:%S}.{ts.microsecond // 1000:03d} [{level[:4]}]  "
+        text += f"{logger}: " if logger else ""
+        text += message + (f"  {fields}" if fields else "")
+        if block:
+            text += " ...\n" + block
+        out.append({"source": source, "line": line, "ts": jsonable(ts), "kind": kind, "text": text})
+    return out
+
+
+def jsonable(v: Any) -> Any:
+    """Turn DuckDB values into JSON-ready ones (UTC ISO timestamps, strings for UUIDs)."""
+    if isinstance(v, datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(UTC)
+        return v.isoformat().replace("+00:00", "Z")
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    return v

@@ -1,0 +1,1 @@
+"""Loading inputs into DuckDB: table exports (`tables`) and agent logs (`logs`)."""

@@ -1,0 +1,337 @@
+"""Load table exports (psql CSV, `row_to_json` NDJSON, Parquet; any of them gzip'd) into DuckDB.
+
+Every file is read with all values as text first, then cast to the canonical types in SQL.
+A row that cannot be read is rejected with the file, its line and the reason; the rest loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from forensics.discover import Source
+from forensics.ingest.schema import DUCKDB_TYPES, TABLES, Table
+
+MAX_REJECT_SAMPLES = 20
+
+# SQL macros used by the casts below. DuckDB string literals do not process backslashes.
+MACROS = r"""
+CREATE OR REPLACE MACRO pg_zero_ts(v) AS
+    v LIKE '% BC' OR v LIKE '0001-01-01%' OR v LIKE '0000-%';
+CREATE OR REPLACE MACRO pg_ts(v) AS
+    CASE WHEN pg_zero_ts(v) THEN NULL ELSE TRY_CAST(v AS TIMESTAMPTZ) END;
+CREATE OR REPLACE MACRO pg_array(v) AS
+    CASE
+        WHEN v IS NULL THEN NULL
+        WHEN starts_with(v, '[') AND json_valid(v) THEN from_json(v, '["VARCHAR"]')
+        WHEN starts_with(v, '{') AND ends_with(v, '}') THEN list_transform(
+            regexp_extract_all(v[2:-2], '"(?:[^"\\]|\\.)*"|[^,]+'),
+            lambda x: CASE
+                WHEN starts_with(x, '"') THEN replace(replace(x[2:-2], '\"', '"'), '\\', '\')
+                WHEN x = 'NULL' THEN NULL
+                ELSE x END)
+        ELSE NULL
+    END;
+"""
+
+
+@dataclass
+class Reject:
+    """One row that could not be loaded."""
+
+    line: int | None
+    reason: str
+
+
+@dataclass
+class TableLoad:
+    """What happened when one file was loaded into one canonical table."""
+
+    table: str
+    path: str
+    format: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rejected: int = 0
+    samples: list[Reject] = field(default_factory=list)
+    missing_columns: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    secret_columns: list[str] = field(default_factory=list)
+
+
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every canonical table, empty, plus the macros the loaders use."""
+    con.execute(MACROS)
+    for table in TABLES.values():
+        cols = [f'"{c}" {DUCKDB_TYPES[k]}' for c, k in table.columns.items()]
+        cols += [f'"{c}_hash" VARCHAR' for c in table.hashed]
+        cols += ["__source VARCHAR", "__line BIGINT"]
+        con.execute(f'CREATE TABLE "{table.name}" ({", ".join(cols)})')
+
+
+def load_table(con: duckdb.DuckDBPyConnection, src: Source, hash_key: str, n: int) -> TableLoad:
+    """Load one table export into its canonical table; `n` makes staging names unique."""
+    assert src.table is not None
+    table = TABLES[src.table]
+    with tempfile.TemporaryDirectory(prefix="forensics-") as tmp:
+        stage, source_cols = _stage(con, src, Path(tmp), n)
+        load = _insert(con, table, src, stage, source_cols, hash_key, n)
+        con.execute(f"DROP VIEW IF EXISTS {stage}")
+    return load
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, src: Source, tmp: Path, n: int
+) -> tuple[str, dict[str, str]]:
+    """Create a view with the file's columns (as text, or typed for Parquet) plus `__line`.
+
+    Returns the view name and a map of source column name -> DuckDB type.
+    """
+    stage = f"__stage_{n}"
+    path = str(src.path).replace("'", "''")
+    compression = "gzip" if src.compressed else "none"
+    if src.format == "csv":
+        header = _csv_header(src)
+        cols = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in header)
+        con.execute(
+            f"""CREATE VIEW {stage} AS
+            SELECT *, row_number() OVER () AS __row FROM read_csv('{path}',
+                header=true, auto_detect=false, columns={{{cols}}}, delim=',', quote='"',
+                escape='"', allow_quoted_nulls=false, store_rejects=true,
+                rejects_table='__rej_{n}', rejects_scan='__rejscan_{n}',
+                compression='{compression}', new_line='\\n')"""
+        )
+        return stage, {c: "VARCHAR" for c in header}
+    if src.format == "ndjson":
+        lines = f"""read_csv('{path}', columns={{'line': 'VARCHAR'}}, header=false,
+            delim=chr(1), quote='', escape='', auto_detect=false, compression='{compression}')"""
+        con.execute(
+            f"CREATE TABLE __lines_{n} AS SELECT row_number() OVER () AS __line, line FROM {lines}"
+        )
+        # `\copy ... TO` writes COPY text format, which doubles every backslash. A plain
+        # NDJSON file has single backslashes (JSON escapes), so an odd-length run tells them apart.
+        plain = con.execute(
+            rf"""SELECT coalesce(bool_or(regexp_matches(line, '(^|[^\\])(\\\\)*\\[^\\]')), false)
+            FROM __lines_{n}"""
+        ).fetchone()[0]
+        text = "line" if plain else r"replace(line, '\\', '\')"
+        con.execute(
+            f"""CREATE TABLE __json_{n} AS SELECT __line, line, {text} AS j,
+                json_valid({text}) AND json_type({text}) = 'OBJECT' AS ok FROM __lines_{n}"""
+        )
+        keys = [
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT unnest(json_keys(j)) FROM __json_{n} WHERE ok ORDER BY 1"
+            ).fetchall()
+        ]
+        sel = ", ".join(
+            f"j->>'{k.replace(chr(39), chr(39) * 2)}' AS \"{k}\"" for k in keys if k != "__line"
+        )
+        con.execute(
+            f"CREATE VIEW {stage} AS SELECT {sel + ',' if sel else ''} __line, __line AS __row "
+            f"FROM __json_{n} WHERE ok"
+        )
+        return stage, {k: "VARCHAR" for k in keys}
+    if src.format == "parquet":
+        if src.compressed:
+            plain_path = tmp / "table.parquet"
+            with gzip.open(src.path, "rb") as fin, plain_path.open("wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            path = str(plain_path).replace("'", "''")
+        con.execute(
+            f"CREATE VIEW {stage} AS SELECT *, row_number() OVER () AS __row "
+            f"FROM read_parquet('{path}')"
+        )
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {stage}").fetchall()}
+        types.pop("__row", None)
+        return stage, types
+    raise ValueError(f"unknown table format {src.format!r}")
+
+
+def _csv_header(src: Source) -> list[str]:
+    """The header record of a CSV export (psql quotes a header name only when it must)."""
+    opener = gzip.open if src.compressed else open
+    with opener(src.path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def _cast(kind: str, expr: str, source_type: str) -> str:
+    """SQL that turns a source value into the canonical type (NULL when it cannot)."""
+    target = DUCKDB_TYPES[kind]
+    if source_type != "VARCHAR":
+        if kind == "array" and not source_type.endswith("[]"):
+            return f"pg_array(CAST({expr} AS VARCHAR))"
+        if kind == "ts" and source_type.startswith("TIMESTAMP"):
+            return f"CASE WHEN year({expr}) <= 1 THEN NULL ELSE CAST({expr} AS TIMESTAMPTZ) END"
+        return f"TRY_CAST({expr} AS {target})"
+    if kind == "ts":
+        return f"pg_ts({expr})"
+    if kind == "array":
+        return f"pg_array({expr})"
+    if kind in ("text", "json"):
+        return expr
+    return f"TRY_CAST({expr} AS {target})"
+
+
+def _unreadable(kind: str, expr: str, cast: str, source_type: str) -> str:
+    """SQL that is true when a present value could not be cast."""
+    if kind in ("text", "json"):
+        return "false"
+    zero = f" AND NOT pg_zero_ts({expr})" if kind == "ts" and source_type == "VARCHAR" else ""
+    return f"({expr} IS NOT NULL AND {cast} IS NULL{zero})"
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    src: Source,
+    stage: str,
+    source_cols: dict[str, str],
+    hash_key: str,
+    n: int,
+) -> TableLoad:
+    load = TableLoad(table=table.name, path=src.display, format=src.format)
+    by_name = {c.lower(): c for c in source_cols}
+    renamed = {canon: legacy for legacy, canon in table.renamed.items() if legacy in by_name}
+    select, checks = [], []
+    for col, kind in table.columns.items():
+        src_col = by_name.get(col) or by_name.get(renamed.get(col, ""))
+        if src_col is None:
+            load.missing_columns.append(col)
+            select.append(f'NULL::{DUCKDB_TYPES[kind]} AS "{col}"')
+            continue
+        expr = f'"{src_col}"'
+        cast = _cast(kind, expr, source_cols[src_col])
+        select.append(f'{cast} AS "{col}"')
+        checks.append(
+            f"CASE WHEN {_unreadable(kind, expr, cast, source_cols[src_col])} THEN "
+            f"'{col}: cannot read ' || left(CAST({expr} AS VARCHAR), 60) || ' as {kind}' END"
+        )
+        if col in table.required:
+            checks.append(f"CASE WHEN {expr} IS NULL THEN '{col}: required value is empty' END")
+    for col in table.hashed:
+        if col in by_name:
+            # Keyed hash: equal tokens compare equal within one run; the key is never written.
+            select.append(
+                f"CASE WHEN \"{by_name[col]}\" IS NULL THEN NULL ELSE "
+                f"left(sha256('{hash_key}' || CAST(\"{by_name[col]}\" AS VARCHAR)), 16) END "
+                f'AS "{col}_hash"'
+            )
+        else:
+            select.append(f'NULL::VARCHAR AS "{col}_hash"')
+    for col in table.required:
+        if col in load.missing_columns:
+            checks.append(f"'{col}: column missing from the export'")
+    known = set(table.columns) | set(table.renamed)
+    for c in source_cols:
+        if c.lower() in table.secret or c.lower() in table.hashed:
+            load.secret_columns.append(c)
+        elif c.lower() not in known and c not in ("__line",):
+            load.ignored_columns.append(c)
+
+    reason = f"concat_ws('; ', {', '.join(checks)})" if checks else "''"
+    source = src.display.replace("'", "''")
+    con.execute(
+        f"""CREATE TEMP TABLE __typed_{n} AS
+        SELECT {", ".join(select)}, '{source}' AS __source, __row, __line_or_null AS __line,
+               {reason} AS __reason
+        FROM (SELECT *, {"__line" if src.format == "ndjson" else "NULL::BIGINT"} AS __line_or_null
+              FROM {stage})"""
+    )
+    cols = ", ".join(f'"{c}"' for c in [*table.columns, *(f"{h}_hash" for h in table.hashed)])
+    con.execute(
+        f"""INSERT INTO "{table.name}" ({cols}, __source, __line)
+        SELECT {cols}, __source, __line FROM __typed_{n} WHERE __reason = ''"""
+    )
+    load.rows_loaded, bad = con.execute(
+        f"SELECT count(*) FILTER (__reason = ''), count(*) FILTER (__reason <> '') FROM __typed_{n}"
+    ).fetchone()
+    samples = con.execute(
+        f"SELECT __row, __line, __reason FROM __typed_{n} WHERE __reason <> '' "
+        f"ORDER BY __row LIMIT {MAX_REJECT_SAMPLES}"
+    ).fetchall()
+    structural = _structural_rejects(con, src, n)
+    load.rejected = bad + len(structural)
+    load.rows_read = load.rows_loaded + load.rejected
+    rows_to_lines = _row_lines(src, [r[0] for r in samples], structural)
+    load.samples = sorted(
+        [
+            Reject(line=line if line is not None else rows_to_lines.get(row), reason=reason)
+            for row, line, reason in samples
+        ]
+        + structural,
+        key=lambda r: r.line or 0,
+    )[:MAX_REJECT_SAMPLES]
+    con.execute(f"DROP TABLE __typed_{n}")
+    if src.format == "ndjson":
+        load.samples.extend(_json_rejects(con, n, load))
+        load.samples = sorted(load.samples, key=lambda r: r.line or 0)[:MAX_REJECT_SAMPLES]
+        con.execute(f"DROP TABLE __json_{n}; DROP TABLE __lines_{n}")
+    return load
+
+
+def _structural_rejects(con: duckdb.DuckDBPyConnection, src: Source, n: int) -> list[Reject]:
+    """CSV rows DuckDB could not split into the header's columns (wrong count, bad quoting)."""
+    if src.format != "csv":
+        return []
+    try:
+        rows = con.execute(
+            f"SELECT line, error_type, error_message FROM __rej_{n} ORDER BY line"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return []
+    con.execute(f"DROP TABLE IF EXISTS __rej_{n}; DROP TABLE IF EXISTS __rejscan_{n}")
+    out: dict[int, Reject] = {}
+    for line, etype, message in rows:
+        # One bad row can produce several errors; it is still one rejected row.
+        out.setdefault(line, Reject(line=line, reason=f"{etype.lower()}: {message}"))
+    return list(out.values())
+
+
+def _json_rejects(con: duckdb.DuckDBPyConnection, n: int, load: TableLoad) -> list[Reject]:
+    """NDJSON lines that are not JSON objects (blank lines are not counted)."""
+    bad, samples = (
+        con.execute(
+            f"SELECT count(*) FROM __json_{n} WHERE NOT ok AND trim(coalesce(line, '')) <> ''"
+        ).fetchone()[0],
+        con.execute(
+            f"SELECT __line FROM __json_{n} WHERE NOT ok AND trim(coalesce(line, '')) <> '' "
+            f"ORDER BY __line LIMIT {MAX_REJECT_SAMPLES}"
+        ).fetchall(),
+    )
+    load.rejected += bad
+    load.rows_read += bad
+    return [Reject(line=r[0], reason="not a JSON object") for r in samples]
+
+
+def _row_lines(src: Source, rows: list[int], structural: list[Reject]) -> dict[int, int]:
+    """Map data-row numbers (1-based, among rows DuckDB accepted) to physical line numbers.
+
+    Only done for the few rejected rows shown as samples; quoted newlines make rows and lines
+    differ, so the file is walked with the csv module.
+    """
+    if src.format != "csv" or not rows:
+        return {}
+    wanted, skip = set(rows), {r.line for r in structural}
+    out: dict[int, int] = {}
+    opener = gzip.open if src.compressed else open
+    with opener(src.path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        row, start = 0, 1
+        for i, _record in enumerate(reader):
+            line, start = start, reader.line_num + 1
+            if i == 0 or line in skip:
+                continue
+            row += 1
+            if row in wanted:
+                out[row] = line
+                if len(out) == len(wanted):
+                    break
+    return out

@@ -1,0 +1,164 @@
+"""Render an `Analysis` as report.html, findings.json and summary.md.
+
+Every string that came from the inputs (names, log lines) is attacker-controlled: the HTML
+environment autoescapes, and the Markdown filter below escapes what Markdown would interpret.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from forensics.engine import Analysis, jsonable
+from forensics.errors import ExitCode
+
+SCHEMA_VERSION = 1
+MAX_MARKDOWN = 60_000
+
+
+def findings_document(result: Analysis, argv: list[str] | None = None) -> dict[str, Any]:
+    """The findings.json document (see DESIGN.md's output contract)."""
+    failing = result.failing()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": result.tool,
+        "generated_at": jsonable(result.generated_at),
+        "command": shlex.join(argv) if argv else None,
+        "export_as_of": jsonable(result.as_of),
+        "verdict": {
+            "fail_on": result.fail_on,
+            "findings": len(result.findings),
+            "failing": len(failing),
+            "exit_code": int(ExitCode.FINDINGS if failing else ExitCode.OK),
+        },
+        "inputs": [
+            {
+                "path": s.display,
+                "size": s.size,
+                "sha256": s.sha256,
+                "kind": s.kind,
+                "table": s.table,
+                "format": s.format,
+                "compressed": s.compressed,
+                "note": s.note,
+            }
+            for s in result.inputs
+        ],
+        "coverage": {
+            "tables": [asdict(t) for t in result.tables],
+            "logs": [asdict(lg) for lg in result.logs],
+            "rules": [
+                {"id": r.rule.id, "status": r.status, "reason": r.reason, "findings": r.findings}
+                for r in result.rules
+            ],
+            "notes": result.model_notes,
+        },
+        "findings": [
+            {
+                "rule": f.rule,
+                "severity": f.severity,
+                "title": f.title,
+                "agent_id": f.agent_id,
+                "workspace_id": f.workspace_id,
+                "workspace_name": f.workspace_name,
+                "build_number": f.build_number,
+                "ts": f.ts,
+                "summary": f.summary,
+                "evidence": f.evidence,
+                "fingerprint": f.fingerprint,
+            }
+            for f in result.findings
+        ],
+    }
+
+
+def write_outputs(result: Analysis, out: Path, argv: list[str] | None = None) -> None:
+    """Write the three outputs into `out` (created if needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    doc = findings_document(result, argv)
+    (out / "findings.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    context = _context(result, doc)
+    html = _environment().get_template("report.html").render(**context)
+    (out / "report.html").write_text(html, encoding="utf-8")
+    (out / "summary.md").write_text(render_markdown(context), encoding="utf-8")
+
+
+def render_markdown(context: dict[str, Any]) -> str:
+    """summary.md, kept under GitHub's comment limit by dropping findings from the end."""
+    env = _environment(markdown=True)
+    template = env.get_template("summary.md")
+    findings = context["findings"]
+    shown = len(findings)
+    while True:
+        text = template.render(**{**context, "findings": findings[:shown], "omitted": len(findings) - shown})
+        if len(text) <= MAX_MARKDOWN or shown == 0:
+            return text
+        shown = max(0, shown - max(1, shown // 4))
+
+
+def _context(result: Analysis, doc: dict[str, Any]) -> dict[str, Any]:
+    by_rule = {r.rule.id: r.rule for r in result.rules}
+    return {
+        "doc": doc,
+        "findings": doc["findings"],
+        "rules": by_rule,
+        "runs": result.rules,
+        "inputs": doc["inputs"],
+        "tables": result.tables,
+        "logs": result.logs,
+        "notes": result.model_notes,
+        "verdict": doc["verdict"],
+        "generated_at": doc["generated_at"],
+        "tool": result.tool,
+        "command": doc["command"],
+        "as_of": doc["export_as_of"],
+        "omitted": 0,
+    }
+
+
+def _environment(markdown: bool = False) -> Environment:
+    env = Environment(
+        loader=PackageLoader("forensics", "reports"),
+        autoescape=False if markdown else select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_escape
+    env.filters["short"] = lambda v: str(v)[:8] if v else ""
+    env.filters["when"] = _when
+    env.filters["size"] = _size
+    return env
+
+
+def md_escape(value: Any) -> str:
+    """Escape text for a Markdown table cell or line: no HTML, links, code or emphasis."""
+    text = str(value if value is not None else "")
+    text = re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", text)
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _when(value: Any) -> str:
+    """ISO UTC timestamps as 'YYYY-MM-DD HH:MM:SS.mmm' (UTC is said once, in the header)."""
+    if not value:
+        return "—"
+    text = str(value).replace("T", " ").rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        text = f"{head}.{frac[:3]}"
+    return text
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
