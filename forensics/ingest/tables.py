@@ -45,8 +45,9 @@ CREATE OR REPLACE MACRO pg_array(v) AS
 class Reject:
     """One row that could not be loaded."""
 
-    line: int | None
+    line: int | None  # physical line in the file (CSV, NDJSON)
     reason: str
+    row: int | None = None  # data row number, for formats without lines (Parquet)
 
 
 @dataclass
@@ -123,7 +124,8 @@ def _stage(
         text = "line" if plain else r"replace(line, '\\', '\')"
         con.execute(
             f"""CREATE TABLE __json_{n} AS SELECT __line, line, {text} AS j,
-                json_valid({text}) AND json_type({text}) = 'OBJECT' AS ok FROM __lines_{n}"""
+                CASE WHEN json_valid({text}) THEN json_type({text}) = 'OBJECT' ELSE false END AS ok
+                FROM __lines_{n}"""
         )
         keys = [
             r[0]
@@ -184,7 +186,9 @@ def _unreadable(kind: str, expr: str, cast: str, source_type: str) -> str:
     """SQL that is true when a present value could not be cast."""
     if kind in ("text", "json"):
         return "false"
-    zero = f" AND NOT pg_zero_ts({expr})" if kind == "ts" and source_type == "VARCHAR" else ""
+    zero = ""
+    if kind == "ts":
+        zero = f" AND NOT pg_zero_ts({expr})" if source_type == "VARCHAR" else f" AND year({expr}) > 1"
     return f"({expr} IS NOT NULL AND {cast} IS NULL{zero})"
 
 
@@ -263,7 +267,11 @@ def _insert(
     rows_to_lines = _row_lines(src, [r[0] for r in samples], structural)
     load.samples = sorted(
         [
-            Reject(line=line if line is not None else rows_to_lines.get(row), reason=reason)
+            Reject(
+                line=line if line is not None else rows_to_lines.get(row),
+                reason=reason,
+                row=row if src.format == "parquet" else None,
+            )
             for row, line, reason in samples
         ]
         + structural,
@@ -283,16 +291,38 @@ def _structural_rejects(con: duckdb.DuckDBPyConnection, src: Source, n: int) -> 
         return []
     try:
         rows = con.execute(
-            f"SELECT line, error_type, error_message FROM __rej_{n} ORDER BY line"
+            f"""SELECT min(line_byte_position), any_value(error_type), any_value(error_message)
+                FROM __rej_{n} GROUP BY line ORDER BY 1"""
         ).fetchall()
     except duckdb.CatalogException:
         return []
     con.execute(f"DROP TABLE IF EXISTS __rej_{n}; DROP TABLE IF EXISTS __rejscan_{n}")
-    out: dict[int, Reject] = {}
-    for line, etype, message in rows:
-        # One bad row can produce several errors; it is still one rejected row.
-        out.setdefault(line, Reject(line=line, reason=f"{etype.lower()}: {message}"))
-    return list(out.values())
+    # DuckDB numbers rows, not lines; a row's byte offset gives its physical line.
+    lines = _lines_at(src, [r[0] for r in rows])
+    return [
+        Reject(line=lines.get(pos), reason=f"{etype.lower()}: {message}")
+        for pos, etype, message in rows
+    ]
+
+
+def _lines_at(src: Source, offsets: list[int]) -> dict[int, int]:
+    """1-based line numbers of byte offsets in the (decompressed) file."""
+    out: dict[int, int] = {}
+    wanted = sorted(set(o for o in offsets if o is not None))
+    if not wanted:
+        return out
+    opener = gzip.open if src.compressed else open
+    base, newlines = 0, 0
+    with opener(src.path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            while wanted and wanted[0] < base + len(block):
+                out[wanted[0]] = newlines + block.count(b"\n", 0, wanted[0] - base) + 1
+                wanted.pop(0)
+            if not wanted:
+                break
+            newlines += block.count(b"\n")
+            base += len(block)
+    return out
 
 
 def _json_rejects(con: duckdb.DuckDBPyConnection, n: int, load: TableLoad) -> list[Reject]:
