@@ -1,0 +1,52 @@
+"""Inputs are recognised by content first: names and directories are hints, not facts."""
+
+from __future__ import annotations
+
+import gzip
+
+from forensics.discover import discover
+
+BUILDS_HEADER = "id,created_at,updated_at,workspace_id,template_version_id,build_number,transition,initiator_id,provisioner_state,job_id\n"
+AGENTS_HEADER = "id,created_at,updated_at,name,resource_id,auth_token,architecture,operating_system\n"
+LOG = "2026-05-14 13:00:00.123 [info]  agent is starting now  url=https://c  auth=token  version=v2.31.11\n"
+
+
+def kinds(tmp_path):
+    return {s.display.split("/", 1)[1]: (s.kind, s.table, s.format, s.compressed) for s in discover([tmp_path])}
+
+
+def test_tables_by_name_and_by_content(tmp_path):
+    (tmp_path / "workspace_builds.csv").write_text(BUILDS_HEADER)
+    (tmp_path / "export-17.csv").write_text(AGENTS_HEADER)  # name says nothing, columns do
+    (tmp_path / "public.workspace_agents.csv.gz").write_bytes(gzip.compress(AGENTS_HEADER.encode()))
+    got = kinds(tmp_path)
+    assert got["workspace_builds.csv"] == ("table", "workspace_builds", "csv", False)
+    assert got["export-17.csv"] == ("table", "workspace_agents", "csv", False)
+    assert got["public.workspace_agents.csv.gz"] == ("table", "workspace_agents", "csv", True)
+
+
+def test_a_misnamed_file_is_taken_for_what_it_contains(tmp_path):
+    (tmp_path / "workspace_agents.csv").write_text(BUILDS_HEADER)
+    [src] = discover([tmp_path])
+    assert src.table == "workspace_builds"
+    assert "named like workspace_agents" in src.note
+
+
+def test_logs_found_by_content_anywhere(tmp_path):
+    (tmp_path / "host-a" / "var" / "tmp").mkdir(parents=True)
+    (tmp_path / "host-a" / "var" / "tmp" / "agent.txt").write_text(LOG)
+    (tmp_path / "rotated.gz").write_bytes(gzip.compress(LOG.encode()))
+    got = kinds(tmp_path)
+    assert got["host-a/var/tmp/agent.txt"][:1] == ("agent_log",)
+    assert got["rotated.gz"] == ("agent_log", None, "slog", True)
+
+
+def test_everything_else_is_listed_with_a_reason(tmp_path):
+    (tmp_path / "notes.txt").write_text("we restarted the VM at 10:00\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    sources = {s.display.split("/", 1)[1]: s for s in discover([tmp_path])}
+    assert sources["notes.txt"].kind == "unrecognised" and "neither" in sources["notes.txt"].note
+    assert sources["empty.csv"].kind == "empty"
+    assert sources["other.csv"].kind == "unrecognised"
+    assert all(len(s.sha256) == 64 for s in sources.values())
