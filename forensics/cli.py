@@ -50,15 +50,20 @@ def analyze_cmd(
         typer.Argument(help="Directories or files: table exports, agent logs.", show_default=False),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Directory for report.html, findings.json, summary.md.")
+        Path,
+        typer.Option("--out", "-o", help="Directory for report.html, findings.json, summary.md."),
     ] = Path("forensics-out"),
     fail_on: Annotated[
         str,
-        typer.Option(help=f"Exit 1 when a finding has this severity or higher ({', '.join(SEVERITIES)})."),
+        typer.Option(
+            help=f"Exit 1 when a finding has this severity or higher ({', '.join(SEVERITIES)})."
+        ),
     ] = "high",
     generated_at: Annotated[
         str | None,
-        typer.Option(help="Timestamp to print as the report's generation time (for reproducible output)."),
+        typer.Option(
+            help="Timestamp to print as the report's generation time (for reproducible output)."
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option(help="Show a traceback on errors.")] = False,
 ) -> None:
@@ -75,7 +80,9 @@ def analyze_cmd(
     except Exception as exc:  # a bug: say so, and how to get details
         if debug:
             traceback.print_exc()
-        typer.echo(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+        typer.echo(
+            f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True
+        )
         raise typer.Exit(ExitCode.INTERNAL) from None
     for line in verdict_lines(result):
         typer.echo(line)
@@ -84,8 +91,12 @@ def analyze_cmd(
             typer.echo(f"note: rule {run.rule.id} {run.status}: {run.reason}", err=True)
     rejected = sum(t.rejected for t in result.tables) + sum(lg.unparsed for lg in result.logs)
     if rejected:
-        typer.echo(f"note: {rejected} row(s)/line(s) could not be read; see the coverage section", err=True)
-    typer.echo(f"wrote {out / 'report.html'}, {out / 'findings.json'}, {out / 'summary.md'}", err=True)
+        typer.echo(
+            f"note: {rejected} row(s)/line(s) could not be read; see the coverage section", err=True
+        )
+    typer.echo(
+        f"wrote {out / 'report.html'}, {out / 'findings.json'}, {out / 'summary.md'}", err=True
+    )
     if result.incomplete():
         raise typer.Exit(ExitCode.INTERNAL)
     raise typer.Exit(ExitCode.FINDINGS if result.failing() else ExitCode.OK)

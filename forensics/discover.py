@@ -22,9 +22,22 @@ from forensics.ingest.schema import SIGNATURE_COLUMNS, TABLE_ALIASES, TABLES
 
 SNIFF_BYTES = 64 * 1024
 # cdr.dev/slog human format B: "2026-05-14 13:00:00.123 [info]  message"
-SLOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(debu|info|warn|erro|crit|fata)\]  ")
-AGENT_MARKERS = (b"agent is starting now", b"starting agent", b"fetched manifest", b"connecting to coderd")
-TABLE_EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson", ".parquet": "parquet"}
+SLOG_LINE = re.compile(
+    rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(debu|info|warn|erro|crit|fata)\]  "
+)
+AGENT_MARKERS = (
+    b"agent is starting now",
+    b"starting agent",
+    b"fetched manifest",
+    b"connecting to coderd",
+)
+TABLE_EXTENSIONS = {
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+    ".parquet": "parquet",
+}
 
 
 @dataclass

@@ -113,9 +113,7 @@ def _run(
     create_tables(con)
     hash_key = secrets.token_hex(16)  # lives for this run only; never written anywhere
     table_loads = [
-        load_table(con, src, hash_key, n)
-        for n, src in enumerate(sources)
-        if src.kind == "table"
+        load_table(con, src, hash_key, n) for n, src in enumerate(sources) if src.kind == "table"
     ]
     notes = _dedupe(con, table_loads)
     work = tmp / "logs"
@@ -140,7 +138,14 @@ def _run(
         run, rows = _run_rule(con, rule, missing, have_logs)
         runs.append(run)
         findings += [_finding(con, rule, row) for row in rows]
-    findings.sort(key=lambda f: (-SEVERITIES.index(f.severity), f.workspace_name or "", f.build_number or 0, f.rule))
+    findings.sort(
+        key=lambda f: (
+            -SEVERITIES.index(f.severity),
+            f.workspace_name or "",
+            f.build_number or 0,
+            f.rule,
+        )
+    )
     return Analysis(
         inputs=sources,
         tables=table_loads,
@@ -210,7 +215,8 @@ def _model_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
             "were not exported"
         )
     non_build = con.execute(
-        """SELECT count(*) FROM workspace_agents a JOIN workspace_resources r ON r.id = a.resource_id
+        """SELECT count(*) FROM workspace_agents a
+           JOIN workspace_resources r ON r.id = a.resource_id
            WHERE NOT EXISTS (SELECT 1 FROM builds b WHERE b.job_id = r.job_id)"""
     ).fetchone()[0]
     if non_build:
@@ -298,11 +304,28 @@ def _finding(con: duckdb.DuckDBPyConnection, rule: Rule, row: dict[str, Any]) ->
 
 
 AGENT_COLUMNS = (
-    "agent_id agent_name workspace_name build_number transition lifecycle_state agent_created_at "
-    "first_connected_at last_connected_at disconnected_at started_at ready_at version "
-    "api_version expanded_directory logs_length startup_log_rows auth_instance_id "
-    "auth_token_hash agent_deleted joined_by"
-).split()
+    "agent_id",
+    "agent_name",
+    "workspace_name",
+    "build_number",
+    "transition",
+    "lifecycle_state",
+    "agent_created_at",
+    "first_connected_at",
+    "last_connected_at",
+    "disconnected_at",
+    "started_at",
+    "ready_at",
+    "version",
+    "api_version",
+    "expanded_directory",
+    "logs_length",
+    "startup_log_rows",
+    "auth_instance_id",
+    "auth_token_hash",
+    "agent_deleted",
+    "joined_by",
+)
 
 
 def _agent_row(con: duckdb.DuckDBPyConnection, agent_id: str) -> dict[str, Any]:
@@ -327,7 +350,15 @@ def _build_history(con: duckdb.DuckDBPyConnection, workspace_id: Any) -> list[di
            GROUP BY ALL ORDER BY b.build_number""",
         [workspace_id],
     ).fetchall()
-    keys = ("build_number", "transition", "reason", "created_at", "job_status", "job_completed_at", "agents")
+    keys = (
+        "build_number",
+        "transition",
+        "reason",
+        "created_at",
+        "job_status",
+        "job_completed_at",
+        "agents",
+    )
     return [{k: jsonable(v) for k, v in zip(keys, r, strict=True)} for r in rows]
 
 

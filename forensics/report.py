@@ -96,7 +96,9 @@ def render_markdown(context: dict[str, Any]) -> str:
     findings = context["findings"]
     shown = len(findings)
     while True:
-        text = template.render(**{**context, "findings": findings[:shown], "omitted": len(findings) - shown})
+        text = template.render(
+            **{**context, "findings": findings[:shown], "omitted": len(findings) - shown}
+        )
         if len(text) <= MAX_MARKDOWN or shown == 0:
             return text
         shown = max(0, shown - max(1, shown // 4))

@@ -52,9 +52,7 @@ def parse_rule(text: str, path: str) -> Rule:
     if meta["severity"] not in SEVERITIES:
         raise ValueError(f"{path}: severity must be one of {', '.join(SEVERITIES)}")
     requires, needs_logs = _parse_requires(meta.get("requires", ""))
-    params = dict(
-        p.strip().split("=", 1) for p in meta.get("params", "").split(",") if "=" in p
-    )
+    params = dict(p.strip().split("=", 1) for p in meta.get("params", "").split(",") if "=" in p)
     return Rule(
         id=meta["id"],
         title=meta["title"],

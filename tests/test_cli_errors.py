@@ -41,7 +41,10 @@ def test_missing_required_table_says_how_to_export_it(cli, tmp_path):
     assert r.exit_code == ExitCode.BAD_INPUT
     assert "required table(s) missing: workspace_agents" in r.stderr
     assert "Found tables: workspace_builds" in r.stderr
-    assert "\\copy (SELECT * FROM workspace_agents) TO 'workspace_agents.csv' WITH (FORMAT csv, HEADER)" in r.stderr
+    assert (
+        "\\copy (SELECT * FROM workspace_agents) TO 'workspace_agents.csv' WITH (FORMAT csv, HEADER)"
+        in r.stderr
+    )
 
 
 def test_bad_fail_on_value(cli, tmp_path):

@@ -7,12 +7,17 @@ import gzip
 from forensics.discover import discover
 
 BUILDS_HEADER = "id,created_at,updated_at,workspace_id,template_version_id,build_number,transition,initiator_id,provisioner_state,job_id\n"
-AGENTS_HEADER = "id,created_at,updated_at,name,resource_id,auth_token,architecture,operating_system\n"
+AGENTS_HEADER = (
+    "id,created_at,updated_at,name,resource_id,auth_token,architecture,operating_system\n"
+)
 LOG = "2026-05-14 13:00:00.123 [info]  agent is starting now  url=https://c  auth=token  version=v2.31.11\n"
 
 
 def kinds(tmp_path):
-    return {s.display.split("/", 1)[1]: (s.kind, s.table, s.format, s.compressed) for s in discover([tmp_path])}
+    return {
+        s.display.split("/", 1)[1]: (s.kind, s.table, s.format, s.compressed)
+        for s in discover([tmp_path])
+    }
 
 
 def test_tables_by_name_and_by_content(tmp_path):

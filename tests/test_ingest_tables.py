@@ -56,15 +56,27 @@ def test_psql_csv_values_land_typed_and_in_utc(con, tmp_path, compress):
     assert directory == ""  # "" is an empty string ...
     assert expanded == "/home/coder\nwith newline"
     assert (version, api) == ("v2.31.11", "2.4")
-    second = rows(con, f"SELECT first_connected_at, started_at, version FROM workspace_agents WHERE id = '{A2}'")
+    second = rows(
+        con,
+        f"SELECT first_connected_at, started_at, version FROM workspace_agents WHERE id = '{A2}'",
+    )
     assert second == [(None, None, "")]  # ... and an empty field is NULL
 
 
 def test_secret_columns_are_never_loaded_and_tokens_only_hashed(con, tmp_path):
     ld = load(con, tmp_path, "workspace_agents.csv", AGENTS_CSV.encode())
-    assert set(ld.secret_columns) == {"auth_token", "environment_variables", "instance_metadata", "resource_metadata"}
+    assert set(ld.secret_columns) == {
+        "auth_token",
+        "environment_variables",
+        "instance_metadata",
+        "resource_metadata",
+    }
     everything = str(rows(con, "SELECT * FROM workspace_agents"))
-    assert "ghp_topsecret" not in everything and TOKEN not in everything and "us-east1" not in everything
+    assert (
+        "ghp_topsecret" not in everything
+        and TOKEN not in everything
+        and "us-east1" not in everything
+    )
     hashes = rows(con, "SELECT DISTINCT auth_token_hash FROM workspace_agents")
     assert len(hashes) == 1 and hashes[0][0] and hashes[0][0] not in TOKEN
 
@@ -78,7 +90,10 @@ def test_bad_rows_are_rejected_with_their_physical_line(con, tmp_path):
     ld = load(con, tmp_path, "workspace_agents.csv", bad.encode())
     assert (ld.rows_read, ld.rows_loaded, ld.rejected) == (5, 3, 2)
     # Line 2-3 is one row (quoted newline), so the bad rows sit on lines 5 and 6.
-    assert [(r.line, r.reason.split(":")[0]) for r in ld.samples] == [(5, "created_at"), (6, "missing columns")]
+    assert [(r.line, r.reason.split(":")[0]) for r in ld.samples] == [
+        (5, "created_at"),
+        (6, "missing columns"),
+    ]
     assert "not a time" in ld.samples[0].reason
 
 
@@ -93,20 +108,38 @@ def test_go_zero_time_sentinel_becomes_null_not_a_reject(con, tmp_path):
     )
     ld = load(con, tmp_path, "workspace_builds.csv", csv_text.encode())
     assert (ld.rows_loaded, ld.rejected) == (1, 0)
-    assert rows(con, "SELECT deadline, build_number, transition FROM workspace_builds") == [(None, 1, "start")]
+    assert rows(con, "SELECT deadline, build_number, transition FROM workspace_builds") == [
+        (None, 1, "start")
+    ]
     assert ld.secret_columns == ["provisioner_state"]
 
 
 def ndjson_lines(copy_escaped: bool) -> bytes:
     objs = [
-        {"id": A1, "created_at": "2026-05-14T06:00:00.123-04:00", "name": "main",
-         "resource_id": R1, "auth_token": TOKEN, "lifecycle_state": "ready",
-         "display_apps": ["vscode", "web_terminal"], "directory": 'say "hi" \\ C:\\path',
-         "environment_variables": {"GIT_TOKEN": "ghp_topsecret"}, "version": "v2.9.4",
-         "first_connected_at": None},
-        {"id": A2, "created_at": "2026-05-15T06:00:00-04:00", "name": "main",
-         "resource_id": R1, "auth_token": TOKEN, "lifecycle_state": "created",
-         "display_apps": [], "directory": "", "version": ""},
+        {
+            "id": A1,
+            "created_at": "2026-05-14T06:00:00.123-04:00",
+            "name": "main",
+            "resource_id": R1,
+            "auth_token": TOKEN,
+            "lifecycle_state": "ready",
+            "display_apps": ["vscode", "web_terminal"],
+            "directory": 'say "hi" \\ C:\\path',
+            "environment_variables": {"GIT_TOKEN": "ghp_topsecret"},
+            "version": "v2.9.4",
+            "first_connected_at": None,
+        },
+        {
+            "id": A2,
+            "created_at": "2026-05-15T06:00:00-04:00",
+            "name": "main",
+            "resource_id": R1,
+            "auth_token": TOKEN,
+            "lifecycle_state": "created",
+            "display_apps": [],
+            "directory": "",
+            "version": "",
+        },
     ]
     lines = [json.dumps(o, separators=(",", ":")) for o in objs]
     lines.insert(1, "")  # a blank line is not a row
@@ -122,7 +155,10 @@ def test_row_to_json_ndjson_copy_escaped_or_plain(con, tmp_path, copy_escaped):
     ld = load(con, tmp_path, "workspace_agents.ndjson", ndjson_lines(copy_escaped))
     assert (ld.rows_read, ld.rows_loaded, ld.rejected) == (3, 2, 1)
     assert [(r.line, r.reason) for r in ld.samples] == [(4, "not a JSON object")]
-    got = rows(con, f"SELECT strftime(created_at, '%H:%M:%S.%g'), display_apps, directory FROM workspace_agents WHERE id = '{A1}'")
+    got = rows(
+        con,
+        f"SELECT strftime(created_at, '%H:%M:%S.%g'), display_apps, directory FROM workspace_agents WHERE id = '{A1}'",
+    )
     assert got == [("10:00:00.123", ["vscode", "web_terminal"], 'say "hi" \\ C:\\path')]
     assert "ghp_topsecret" not in str(rows(con, "SELECT * FROM workspace_agents"))
 
@@ -140,7 +176,10 @@ def test_parquet_with_real_types(con, tmp_path, compress):
     data = path.read_bytes()
     ld = load(con, tmp_path, "workspace_agents.parquet", data, compress)
     assert (ld.rows_loaded, ld.rejected) == (1, 0)
-    got = rows(con, "SELECT strftime(created_at, '%H:%M:%S.%g'), display_apps, ready_at FROM workspace_agents")
+    got = rows(
+        con,
+        "SELECT strftime(created_at, '%H:%M:%S.%g'), display_apps, ready_at FROM workspace_agents",
+    )
     assert got == [("10:00:00.123", ["vscode"], None)]
 
 

@@ -105,7 +105,11 @@ def test_blocks_split_across_read_boundaries(tmp_path, monkeypatch):
     (tmp_path / "small").mkdir()
     small, con_small = parse(tmp_path / "small", chunk)
     assert (small.lines, small.entries, small.continuation, small.unparsed) == (
-        whole.lines, whole.entries, whole.continuation, whole.unparsed)
+        whole.lines,
+        whole.entries,
+        whole.continuation,
+        whole.unparsed,
+    )
     assert events(con_small) == events(con_whole)
 
 

@@ -9,7 +9,9 @@ from forensics.ingest.slog import field_value, go_unquote, manifest_ids, proto_b
 # 16 bytes that exercise every prototext escape: NUL, printable ASCII, quote, backslash,
 # newline, a valid 2-byte UTF-8 rune (é, kept literal), a C1 rune (U+0080, written \u0080),
 # an invalid byte, DEL, tab, CR, space, tilde and a low control byte.
-AWKWARD = bytes([0x00, 0x41, 0x22, 0x5C, 0x0A, 0xC3, 0xA9, 0xC2, 0x80, 0xFF, 0x7F, 0x09, 0x0D, 0x20, 0x7E, 0x10])
+AWKWARD = bytes(
+    [0x00, 0x41, 0x22, 0x5C, 0x0A, 0xC3, 0xA9, 0xC2, 0x80, 0xFF, 0x7F, 0x09, 0x0D, 0x20, 0x7E, 0x10]
+)
 # What protobuf-go's prototext writes for those bytes, worked out by hand from its encoder.
 AWKWARD_PROTOTEXT = '\\x00A\\"\\\\\\né\\u0080\\xff\\x7f\\t\\r ~\\x10'
 # The same after Go's strconv.Quote of the whole manifest, as it appears in the log line.

@@ -23,10 +23,20 @@ BLOCK_BYTES = 8 * 1024 * 1024
 MAX_SAMPLES = 10
 
 ENTRY = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \[(debu|info|warn|erro|crit|fata)\]  (.*)$"
-LEVELS = {"debu": "debug", "info": "info", "warn": "warn", "erro": "error", "crit": "critical", "fata": "fatal"}
+LEVELS = {
+    "debu": "debug",
+    "info": "info",
+    "warn": "warn",
+    "erro": "error",
+    "crit": "critical",
+    "fata": "fatal",
+}
 ANSI = r"\x1b\[[0-9;]*[A-Za-z]"
 # Values that must never reach an output even from raw log text.
-SECRET = r"(?i)((?:token|secret|password|passwd|authorization|api[_-]?key)[\"']?\s*[=:]\s*\"?)[^\s\"',}]+"
+SECRET = (
+    r"(?i)((?:token|secret|password|passwd|authorization|api[_-]?key)[\"']?\s*[=:]\s*\"?)"
+    r"[^\s\"',}]+"
+)
 # lumberjack backups: coder-agent-2026-05-13T23-10-00.000.log
 ROTATED = re.compile(r"-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(\.\d{3})?(?=\.log)")
 
@@ -110,11 +120,17 @@ def _parse_block(
         is_blank=pl.col("text").str.strip_chars() == "",
         indented=pl.col("text").str.contains(r"^\s"),
     ).with_columns(entry=pl.col("is_entry").cum_sum().cast(pl.Int64) + entry_no)
-    cont = df.filter(~pl.col("is_entry") & ~pl.col("is_blank") & pl.col("indented") & (pl.col("entry") > 0))
-    bad = df.filter(~pl.col("is_entry") & ~pl.col("is_blank") & ~(pl.col("indented") & (pl.col("entry") > 0)))
+    cont = df.filter(
+        ~pl.col("is_entry") & ~pl.col("is_blank") & pl.col("indented") & (pl.col("entry") > 0)
+    )
+    bad = df.filter(
+        ~pl.col("is_entry") & ~pl.col("is_blank") & ~(pl.col("indented") & (pl.col("entry") > 0))
+    )
     entries = (
         df.filter(pl.col("is_entry"))
-        .with_columns(pl.col("text").str.extract_groups(ENTRY).struct.rename_fields(["ts", "lvl", "rest"]))
+        .with_columns(
+            pl.col("text").str.extract_groups(ENTRY).struct.rename_fields(["ts", "lvl", "rest"])
+        )
         .unnest("text")
         .with_columns(pl.col("rest").str.replace(r" \.\.\.$", ""))
         .with_columns(
@@ -186,7 +202,9 @@ def _redact_manifests(entries: pl.DataFrame, load: LogLoad) -> pl.DataFrame:
     )
 
 
-def load_logs(con: duckdb.DuckDBPyConnection, work: Path, files: list[tuple[int, Source, LogLoad]]) -> None:
+def load_logs(
+    con: duckdb.DuckDBPyConnection, work: Path, files: list[tuple[int, Source, LogLoad]]
+) -> None:
     """Create `log_files` and `log_events` from the Parquet parts written by `parse_log`."""
     con.execute(
         """CREATE TABLE log_files (file_id INTEGER, source VARCHAR, stream VARCHAR,
@@ -194,7 +212,7 @@ def load_logs(con: duckdb.DuckDBPyConnection, work: Path, files: list[tuple[int,
     )
     for file_id, src, load in files:
         con.execute(
-            "INSERT INTO log_files VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), CAST(? AS TIMESTAMPTZ))",
+            "INSERT INTO log_files VALUES (?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)",
             [file_id, src.display, load.stream, load.first_ts, load.last_ts],
         )
     entries = str(work / "entries_*.parquet").replace("'", "''")

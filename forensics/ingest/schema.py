@@ -59,8 +59,16 @@ TABLES: dict[str, Table] = {
                 "display_order:int parent_id:uuid api_key_scope:text deleted:bool"
             ),
             required=("id", "created_at", "resource_id"),
-            secret=("auth_token", "environment_variables", "instance_metadata", "resource_metadata"),
-            renamed={"startup_logs_length": "logs_length", "startup_logs_overflowed": "logs_overflowed"},
+            secret=(
+                "auth_token",
+                "environment_variables",
+                "instance_metadata",
+                "resource_metadata",
+            ),
+            renamed={
+                "startup_logs_length": "logs_length",
+                "startup_logs_overflowed": "logs_overflowed",
+            },
             hashed=("auth_token",),
         ),
         Table(
@@ -169,6 +177,6 @@ SIGNATURE_COLUMNS = {
 def export_command(table: str) -> str:
     """The psql command an operator runs to export `table` in the format we read best."""
     return (
-        f"psql \"$CODER_PG_URL\" -c \"\\copy (SELECT * FROM {table}) TO '{table}.csv' "
+        f'psql "$CODER_PG_URL" -c "\\copy (SELECT * FROM {table}) TO \'{table}.csv\' '
         'WITH (FORMAT csv, HEADER)"'
     )

@@ -188,7 +188,9 @@ def _unreadable(kind: str, expr: str, cast: str, source_type: str) -> str:
         return "false"
     zero = ""
     if kind == "ts":
-        zero = f" AND NOT pg_zero_ts({expr})" if source_type == "VARCHAR" else f" AND year({expr}) > 1"
+        zero = (
+            f" AND NOT pg_zero_ts({expr})" if source_type == "VARCHAR" else f" AND year({expr}) > 1"
+        )
     return f"({expr} IS NOT NULL AND {cast} IS NULL{zero})"
 
 
@@ -224,7 +226,7 @@ def _insert(
         if col in by_name:
             # Keyed hash: equal tokens compare equal within one run; the key is never written.
             select.append(
-                f"CASE WHEN \"{by_name[col]}\" IS NULL THEN NULL ELSE "
+                f'CASE WHEN "{by_name[col]}" IS NULL THEN NULL ELSE '
                 f"left(sha256('{hash_key}' || CAST(\"{by_name[col]}\" AS VARCHAR)), 16) END "
                 f'AS "{col}_hash"'
             )
