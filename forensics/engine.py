@@ -322,7 +322,6 @@ AGENT_COLUMNS = (
     "logs_length",
     "startup_log_rows",
     "auth_instance_id",
-    "auth_token_hash",
     "agent_deleted",
     "joined_by",
 )

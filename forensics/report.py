@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 from forensics.engine import Analysis, jsonable
 from forensics.errors import ExitCode
@@ -137,6 +138,8 @@ def _environment(markdown: bool = False) -> Environment:
     env.filters["short"] = lambda v: str(v)[:8] if v else ""
     env.filters["when"] = _when
     env.filters["size"] = _size
+    env.filters["cell"] = _cell
+    env.filters["mark"] = _mark
     return env
 
 
@@ -156,6 +159,29 @@ def _when(value: Any) -> str:
         head, frac = text.split(".", 1)
         text = f"{head}.{frac[:3]}"
     return text
+
+
+def _cell(value: Any) -> str:
+    """A value in a key/value table: timestamps shortened, lists joined, NULL spelled out."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) if value else "none"
+    if isinstance(value, str) and _ISO.match(value):
+        return _when(value)
+    return str(value)
+
+
+def _mark(text: str, needle: str) -> Markup:
+    """Escape `text`, then highlight every occurrence of `needle` (an id, escaped the same)."""
+    escaped = escape(text)
+    if not needle:
+        return escaped
+    target = escape(needle)
+    return Markup(str(escaped).replace(str(target), f"<mark>{target}</mark>"))
+
+
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
 def _size(n: int) -> str:
