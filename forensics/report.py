@@ -139,6 +139,10 @@ def _environment(markdown: bool = False) -> Environment:
     env.filters["when"] = _when
     env.filters["size"] = _size
     env.filters["cell"] = _cell
+    env.filters["fenced"] = fenced
+    env.filters["log_excerpt"] = lambda lines: [
+        f"{ln['source'].rsplit('/', 1)[-1]}:{ln['line']}  {ln['text'].splitlines()[0]}" for ln in lines
+    ]
     env.filters["mark"] = _mark
     return env
 
@@ -146,8 +150,16 @@ def _environment(markdown: bool = False) -> Environment:
 def md_escape(value: Any) -> str:
     """Escape text for a Markdown table cell or line: no HTML, links, code or emphasis."""
     text = str(value if value is not None else "")
-    text = re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", text)
+    text = re.sub(r"([\\`*_\[\]<>|~])", r"\\\1", text)
     return text.replace("\r", " ").replace("\n", " ")
+
+
+def fenced(lines: list[str]) -> str:
+    """A Markdown code block whose fence no run of backticks in the text can close."""
+    text = "\n".join(lines)
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
 
 
 def _when(value: Any) -> str:
