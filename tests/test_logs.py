@@ -6,6 +6,8 @@ import gzip
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from forensics.ingest import logs
 from forensics.ingest.logs import load_logs, parse_log, stream_of
@@ -128,3 +130,24 @@ def test_rotated_backups_join_their_stream(tmp_path, display, stream):
     src = source(path)
     src.display = display
     assert stream_of(src) == stream
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=80),
+            st.sampled_from(REAL_LINES.encode().split(b"\n")),
+            st.just(b"    indented continuation"),
+        ),
+        max_size=30,
+    )
+)
+def test_any_bytes_parse_without_crashing_and_every_line_counts(tmp_path_factory, chunks):
+    data = b"\n".join(chunks)
+    tmp = tmp_path_factory.mktemp("prop")
+    load, con = parse(tmp, data)
+    expected_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    assert load.lines == expected_lines
+    assert load.entries + load.continuation + load.blank + load.unparsed == load.lines
+    assert con.execute("SELECT count(*) FROM log_events").fetchone()[0] == load.entries
