@@ -61,8 +61,12 @@ def discover(paths: list[Path]) -> list[Source]:
     for root in paths:
         if not root.exists():
             raise InputError(f"{root}: no such file or directory")
+    # Paths are shown relative to the inputs' common parent, so they stay unique (and
+    # rotated files of one host stay apart from another host's) however the inputs are given.
+    base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    for root in paths:
         if root.is_file():
-            sources.append(classify(root, root.name))
+            sources.append(classify(root, os.path.relpath(os.path.abspath(root), base)))
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
@@ -70,7 +74,7 @@ def discover(paths: list[Path]) -> list[Source]:
                 path = Path(dirpath) / name
                 if name.startswith(".") or not path.is_file():
                     continue
-                sources.append(classify(path, str(path.relative_to(root.parent))))
+                sources.append(classify(path, os.path.relpath(os.path.abspath(path), base)))
     return sources
 
 

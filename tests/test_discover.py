@@ -55,3 +55,11 @@ def test_everything_else_is_listed_with_a_reason(tmp_path):
     assert sources["empty.csv"].kind == "empty"
     assert sources["other.csv"].kind == "unrecognised"
     assert all(len(s.sha256) == 64 for s in sources.values())
+
+
+def test_two_inputs_with_the_same_name_stay_apart(tmp_path):
+    for night in ("n1", "n2"):
+        (tmp_path / night / "logs").mkdir(parents=True)
+        (tmp_path / night / "logs" / "coder-agent.log").write_text(LOG)
+    sources = discover([tmp_path / "n1" / "logs", tmp_path / "n2" / "logs"])
+    assert [s.display for s in sources] == ["n1/logs/coder-agent.log", "n2/logs/coder-agent.log"]
