@@ -140,9 +140,7 @@ def _environment(markdown: bool = False) -> Environment:
     env.filters["size"] = _size
     env.filters["cell"] = _cell
     env.filters["fenced"] = fenced
-    env.filters["log_excerpt"] = lambda lines: [
-        f"{ln['source'].rsplit('/', 1)[-1]}:{ln['line']}  {ln['text'].splitlines()[0]}" for ln in lines
-    ]
+    env.filters["log_excerpt"] = _log_excerpt
     env.filters["mark"] = _mark
     return env
 
@@ -160,6 +158,14 @@ def fenced(lines: list[str]) -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text}\n{fence}"
+
+
+def _log_excerpt(lines: list[dict[str, Any]]) -> list[str]:
+    """`file:line  first line of the entry`, for a compact block of log evidence."""
+    return [
+        f"{ln['source'].rsplit('/', 1)[-1]}:{ln['line']}  {ln['text'].splitlines()[0]}"
+        for ln in lines
+    ]
 
 
 def _when(value: Any) -> str:
