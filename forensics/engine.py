@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 
 from forensics import __version__
+from forensics.db import connect, one, scalar
 from forensics.discover import Source, discover
 from forensics.errors import InputError, UsageError
 from forensics.ingest.logs import LogLoad, load_logs, parse_log
@@ -94,9 +95,8 @@ def analyze(
     if not sources:
         raise InputError(f"no files found under {', '.join(str(p) for p in paths)}")
     with tempfile.TemporaryDirectory(prefix="forensics-") as tmp:
-        con = duckdb.connect(config={"temp_directory": str(Path(tmp) / "spill")})
+        con = connect(Path(tmp) / "spill")
         try:
-            con.execute("SET TimeZone = 'UTC'")
             return _run(con, sources, Path(tmp), fail_on, generated_at)
         finally:
             con.close()
@@ -130,7 +130,7 @@ def _run(
         except duckdb.Error as exc:
             raise RuntimeError(f"model {name} failed: {exc}") from exc
     notes += _model_notes(con)
-    as_of = con.execute("SELECT as_of FROM export_facts").fetchone()[0]
+    as_of = scalar(con, "SELECT as_of FROM export_facts")
     missing = _missing_columns(table_loads)
     runs, findings = [], []
     have_logs = any(src.kind == "agent_log" for src in sources)
@@ -186,12 +186,12 @@ def _dedupe(con: duckdb.DuckDBPyConnection, loads: list[TableLoad]) -> list[str]
     notes = []
     for table in {ld.table for ld in loads if sum(1 for x in loads if x.table == ld.table) > 1}:
         key = "agent_id, id" if table == "workspace_agent_logs" else "id"
-        before = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        before = scalar(con, f'SELECT count(*) FROM "{table}"')
         con.execute(
             f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM "{table}" '
             f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY __source, __line) = 1"
         )
-        after = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        after = scalar(con, f'SELECT count(*) FROM "{table}"')
         files = sorted(ld.path for ld in loads if ld.table == table)
         notes.append(
             f"{table} came from {len(files)} files ({', '.join(files)}); "
@@ -203,22 +203,24 @@ def _dedupe(con: duckdb.DuckDBPyConnection, loads: list[TableLoad]) -> list[str]
 def _model_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Say how agents were tied to builds, and which could not be."""
     notes = []
-    total, tied, via_manifest = con.execute(
+    total, tied, via_manifest = one(
+        con,
         """SELECT (SELECT count(*) FROM workspace_agents),
                   (SELECT count(*) FROM agent_builds),
-                  (SELECT count(*) FROM agent_builds WHERE joined_by <> 'resource')"""
-    ).fetchone()
+                  (SELECT count(*) FROM agent_builds WHERE joined_by <> 'resource')""",
+    )
     if via_manifest:
         notes.append(
             f"{via_manifest} agent row(s) were tied to builds through the workspace id in their "
             "process's manifest and the build times, because their workspace_resources rows "
             "were not exported"
         )
-    non_build = con.execute(
+    non_build = scalar(
+        con,
         """SELECT count(*) FROM workspace_agents a
            JOIN workspace_resources r ON r.id = a.resource_id
-           WHERE NOT EXISTS (SELECT 1 FROM builds b WHERE b.job_id = r.job_id)"""
-    ).fetchone()[0]
+           WHERE NOT EXISTS (SELECT 1 FROM builds b WHERE b.job_id = r.job_id)""",
+    )
     if non_build:
         notes.append(
             f"{non_build} agent row(s) belong to template import or dry-run jobs (no workspace "
@@ -230,10 +232,11 @@ def _model_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
             f"{orphans} agent row(s) could not be tied to any workspace build (their resource "
             "is missing from the export and no log manifest names their workspace)"
         )
-    unknown = con.execute(
+    unknown = scalar(
+        con,
         """SELECT count(DISTINCT agent_id) FROM agent_manifests
-           WHERE agent_id IS NOT NULL AND agent_id NOT IN (SELECT id FROM workspace_agents)"""
-    ).fetchone()[0]
+           WHERE agent_id IS NOT NULL AND agent_id NOT IN (SELECT id FROM workspace_agents)""",
+    )
     if unknown:
         notes.append(
             f"{unknown} agent id(s) seen in log manifests have no row in the exported "

@@ -115,8 +115,8 @@ def manifest_ids(fields: str) -> tuple[str | None, str | None, str]:
     if value is None:
         return None, None, "unknown"
     if value.startswith("{"):
-        ids = dict((k, v.lower()) for k, v in _JSON_ID.findall(value))
-        return ids.get("agent_id"), ids.get("workspace_id"), "json"
+        found = {k: v.lower() for k, v in _JSON_ID.findall(value)}
+        return found.get("agent_id"), found.get("workspace_id"), "json"
     if value.startswith('"'):
         try:
             text = go_unquote(value)

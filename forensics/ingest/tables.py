@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from forensics.db import one, scalar
 from forensics.discover import Source
 from forensics.ingest.schema import DUCKDB_TYPES, TABLES, Table
 
@@ -117,10 +118,11 @@ def _stage(
         )
         # `\copy ... TO` writes COPY text format, which doubles every backslash. A plain
         # NDJSON file has single backslashes (JSON escapes), so an odd-length run tells them apart.
-        plain = con.execute(
+        plain = scalar(
+            con,
             rf"""SELECT coalesce(bool_or(regexp_matches(line, '(^|[^\\])(\\\\)*\\[^\\]')), false)
-            FROM __lines_{n}"""
-        ).fetchone()[0]
+            FROM __lines_{n}""",
+        )
         text = "line" if plain else r"replace(line, '\\', '\')"
         con.execute(
             f"""CREATE TABLE __json_{n} AS SELECT __line, line, {text} AS j,
@@ -203,7 +205,7 @@ def _insert(
     hash_key: str,
     n: int,
 ) -> TableLoad:
-    load = TableLoad(table=table.name, path=src.display, format=src.format)
+    load = TableLoad(table=table.name, path=src.display, format=src.format or "")
     by_name = {c.lower(): c for c in source_cols}
     renamed = {canon: legacy for legacy, canon in table.renamed.items() if legacy in by_name}
     select, checks = [], []
@@ -256,9 +258,11 @@ def _insert(
         f"""INSERT INTO "{table.name}" ({cols}, __source, __line)
         SELECT {cols}, __source, __line FROM __typed_{n} WHERE __reason = ''"""
     )
-    load.rows_loaded, bad = con.execute(
-        f"SELECT count(*) FILTER (__reason = ''), count(*) FILTER (__reason <> '') FROM __typed_{n}"
-    ).fetchone()
+    load.rows_loaded, bad = one(
+        con,
+        f"""SELECT count(*) FILTER (__reason = ''), count(*) FILTER (__reason <> '')
+            FROM __typed_{n}""",
+    )
     samples = con.execute(
         f"SELECT __row, __line, __reason FROM __typed_{n} WHERE __reason <> '' "
         f"ORDER BY __row LIMIT {MAX_REJECT_SAMPLES}"
@@ -330,9 +334,9 @@ def _lines_at(src: Source, offsets: list[int]) -> dict[int, int]:
 def _json_rejects(con: duckdb.DuckDBPyConnection, n: int, load: TableLoad) -> list[Reject]:
     """NDJSON lines that are not JSON objects (blank lines are not counted)."""
     bad, samples = (
-        con.execute(
-            f"SELECT count(*) FROM __json_{n} WHERE NOT ok AND trim(coalesce(line, '')) <> ''"
-        ).fetchone()[0],
+        scalar(
+            con, f"SELECT count(*) FROM __json_{n} WHERE NOT ok AND trim(coalesce(line, '')) <> ''"
+        ),
         con.execute(
             f"SELECT __line FROM __json_{n} WHERE NOT ok AND trim(coalesce(line, '')) <> '' "
             f"ORDER BY __line LIMIT {MAX_REJECT_SAMPLES}"

@@ -1,0 +1,31 @@
+"""Small helpers around a DuckDB connection, shared by ingest and the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+
+def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory database that works in UTC and spills to `spill_dir` when memory runs short."""
+    config: dict[str, str | bool | int | float | list[str]] = {}
+    if spill_dir:
+        config["temp_directory"] = str(spill_dir)
+    con = duckdb.connect(config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> tuple[Any, ...]:
+    """The single row of a query that always returns one (aggregates)."""
+    row = con.execute(sql, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"query returned no row: {sql[:80]}")
+    return row
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
+    """The first column of `one()`."""
+    return one(con, sql, params)[0]
