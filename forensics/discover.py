@@ -8,12 +8,12 @@ because its lines are cdr.dev/slog lines, not because of its name or directory.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +90,7 @@ def classify(path: Path, display: str) -> Source:
     src.compressed = magic[:2] == b"\x1f\x8b"
     try:
         head = _head(path, src.compressed)
-    except (OSError, EOFError) as exc:
+    except zlib.error as exc:
         src.note = f"cannot decompress: {exc}"
         return src
     if head[:4] == b"PAR1":
@@ -184,11 +184,12 @@ def _csv_header(line: bytes) -> set[str] | None:
 
 
 def _head(path: Path, compressed: bool) -> bytes:
-    if compressed:
-        with gzip.open(path, "rb") as f:
-            return f.read(SNIFF_BYTES)
+    """The first bytes of the (decompressed) content; a truncated gzip still gives its start."""
     with path.open("rb") as f:
-        return f.read(SNIFF_BYTES)
+        raw = f.read(SNIFF_BYTES)
+    if not compressed:
+        return raw
+    return zlib.decompressobj(wbits=47).decompress(raw, SNIFF_BYTES)
 
 
 def _is_tar(head: bytes) -> bool:

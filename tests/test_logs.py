@@ -6,7 +6,7 @@ import gzip
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from forensics.ingest import logs
@@ -132,7 +132,9 @@ def test_rotated_backups_join_their_stream(tmp_path, display, stream):
     assert stream_of(src) == stream
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.one_of(
@@ -145,9 +147,27 @@ def test_rotated_backups_join_their_stream(tmp_path, display, stream):
 )
 def test_any_bytes_parse_without_crashing_and_every_line_counts(tmp_path_factory, chunks):
     data = b"\n".join(chunks)
+    assume(not data.startswith(b"\x1f\x8b"))  # gzip magic: a corrupt gzip file, tested below
     tmp = tmp_path_factory.mktemp("prop")
     load, con = parse(tmp, data)
     expected_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     assert load.lines == expected_lines
     assert load.entries + load.continuation + load.blank + load.unparsed == load.lines
     assert con.execute("SELECT count(*) FROM log_events").fetchone()[0] == load.entries
+
+
+def test_truncated_gzip_keeps_what_decompressed(tmp_path):
+    whole = gzip.compress(REAL_LINES.encode() * 200, mtime=0)
+    load, _ = parse(
+        tmp_path, whole[: len(whole) // 2], name="coder-agent-2026-05-13T23-10-00.000.log.gz"
+    )
+    assert load.lines > 100 and "stopped reading" in load.problem
+    assert load.entries + load.continuation + load.blank + load.unparsed == load.lines
+
+
+def test_complete_and_multi_member_gzip_read_without_problem(tmp_path):
+    data = gzip.compress(REAL_LINES.encode(), mtime=0) + gzip.compress(REAL_LINES.encode(), mtime=0)
+    path = tmp_path / "coder-agent-2026-05-13T23-10-00.000.log.gz"
+    path.write_bytes(data)
+    load = parse_log(source(path), 0, tmp_path)
+    assert load.problem == "" and load.lines == 20 and load.entries == 12

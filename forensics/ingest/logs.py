@@ -8,8 +8,9 @@ indented trailing field block slog writes for multi-line values), blank, or unpa
 
 from __future__ import annotations
 
-import gzip
 import re
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class LogLoad:
     last_ts: str | None = None
     manifests: int = 0
     undecoded_manifests: int = 0
+    problem: str = ""  # e.g. a gzip stream cut short: lines up to there were still read
 
 
 def stream_of(src: Source) -> str:
@@ -72,33 +74,67 @@ def stream_of(src: Source) -> str:
 def parse_log(src: Source, file_id: int, out_dir: Path) -> LogLoad:
     """Parse one log file into Parquet parts under `out_dir` and return its line accounting."""
     load = LogLoad(path=src.display, stream=stream_of(src))
-    opener = gzip.open if src.compressed else open
     line_no, entry_no, part = 0, 0, 0
     carry = b""
-    with opener(src.path, "rb") as f:
-        while True:
-            block = f.read(BLOCK_BYTES)
-            data = carry + block
-            if not block:
-                if not data:
-                    break
-                carry, chunk = b"", data  # last line without a newline still counts
-            else:
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    carry = data
-                    continue
-                carry, chunk = data[cut + 1 :], data[: cut + 1]
-            lines = chunk.decode("utf-8", errors="replace").split("\n")
-            if chunk.endswith(b"\n"):
-                lines.pop()
-            entry_no = _parse_block(lines, line_no, entry_no, file_id, load, out_dir, part)
-            line_no += len(lines)
-            part += 1
-            if not block:
+    blocks = _blocks(src.path, src.compressed, load)
+    while True:
+        block = next(blocks, b"")
+        data = carry + block
+        if not block:
+            if not data:
                 break
+            carry, chunk = b"", data  # last line without a newline still counts
+        else:
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            carry, chunk = data[cut + 1 :], data[: cut + 1]
+        lines = chunk.decode("utf-8", errors="replace").split("\n")
+        if chunk.endswith(b"\n"):
+            lines.pop()
+        entry_no = _parse_block(lines, line_no, entry_no, file_id, load, out_dir, part)
+        line_no += len(lines)
+        part += 1
+        if not block:
+            break
     load.lines = line_no
     return load
+
+
+def _blocks(path: Path, compressed: bool, load: LogLoad) -> Iterator[bytes]:
+    """The file's bytes in blocks, decompressed when gzip'd (several members allowed).
+
+    A gzip stream cut short (a rotated file copied while being written) yields what could be
+    decompressed and records the problem instead of failing the file.
+    """
+    with path.open("rb") as f:
+        if not compressed:
+            yield from iter(lambda: f.read(BLOCK_BYTES), b"")
+            return
+        inflater = zlib.decompressobj(wbits=47)
+        fed = False  # has the current member received any bytes?
+        for raw in iter(lambda: f.read(BLOCK_BYTES), b""):
+            while raw:
+                fed = True
+                try:
+                    out = inflater.decompress(raw)
+                except zlib.error as exc:
+                    load.problem = f"stopped reading: corrupt gzip data ({exc})"
+                    return
+                if out:
+                    yield out
+                if inflater.eof:  # next gzip member, if any
+                    raw = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=47)
+                    fed = False
+                else:
+                    raw = b""
+        tail = inflater.flush()
+        if tail:
+            yield tail
+        if fed and not inflater.eof:
+            load.problem = "stopped reading: gzip stream ends early (file truncated?)"
 
 
 def _parse_block(
