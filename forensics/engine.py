@@ -29,6 +29,7 @@ from forensics.rules import SEVERITIES, Rule, builtin_rules, model_sql
 
 STANDARD_COLUMNS = ("agent_id", "workspace_id", "workspace_name", "build_number", "ts", "summary")
 MAX_LOG_EVIDENCE = 60
+BUILDS_BEFORE, BUILDS_AFTER = 20, 5  # build history shown around a finding's build
 
 
 @dataclass
@@ -288,7 +289,7 @@ def _finding(con: duckdb.DuckDBPyConnection, rule: Rule, row: dict[str, Any]) ->
     evidence = {
         "rule": extra,
         "agent": _agent_row(con, agent_id),
-        "builds": _build_history(con, row["workspace_id"]),
+        **_build_history(con, row["workspace_id"], row["build_number"]),
         "log_lines": _log_lines(con, agent_id),
     }
     return Finding(
@@ -337,7 +338,11 @@ def _agent_row(con: duckdb.DuckDBPyConnection, agent_id: str) -> dict[str, Any]:
     return {c: jsonable(v) for c, v in zip(AGENT_COLUMNS, row, strict=True)} if row else {}
 
 
-def _build_history(con: duckdb.DuckDBPyConnection, workspace_id: Any) -> list[dict[str, Any]]:
+def _build_history(
+    con: duckdb.DuckDBPyConnection, workspace_id: Any, build_number: int
+) -> dict[str, Any]:
+    """The builds around the finding's build (`builds`) and how many were left out."""
+    low, high = build_number - BUILDS_BEFORE, build_number + BUILDS_AFTER
     rows = con.execute(
         """SELECT b.build_number, b.transition, b.reason, b.build_created_at, b.job_status,
                   b.job_completed_at,
@@ -348,10 +353,16 @@ def _build_history(con: duckdb.DuckDBPyConnection, workspace_id: Any) -> list[di
                         'disconnected_at': a.disconnected_at}
                        ORDER BY a.agent_name) FILTER (a.agent_id IS NOT NULL) AS agents
            FROM builds b LEFT JOIN agent_builds a ON a.build_id = b.build_id
-           WHERE b.workspace_id = ?
+           WHERE b.workspace_id = ? AND b.build_number BETWEEN ? AND ?
            GROUP BY ALL ORDER BY b.build_number""",
-        [workspace_id],
+        [workspace_id, low, high],
     ).fetchall()
+    before, after = one(
+        con,
+        """SELECT count(*) FILTER (build_number < ?), count(*) FILTER (build_number > ?)
+           FROM builds WHERE workspace_id = ?""",
+        [low, high, workspace_id],
+    )
     keys = (
         "build_number",
         "transition",
@@ -361,7 +372,10 @@ def _build_history(con: duckdb.DuckDBPyConnection, workspace_id: Any) -> list[di
         "job_completed_at",
         "agents",
     )
-    return [{k: jsonable(v) for k, v in zip(keys, r, strict=True)} for r in rows]
+    return {
+        "builds": [{k: jsonable(v) for k, v in zip(keys, r, strict=True)} for r in rows],
+        "builds_not_shown": {"before": before, "after": after},
+    }
 
 
 def _log_lines(con: duckdb.DuckDBPyConnection, agent_id: str) -> list[dict[str, Any]]:

@@ -187,7 +187,7 @@ def _parse_block(
     load.blank += int(df["is_blank"].sum())
     load.unparsed += bad.height
     for line, text in bad.select("line", "text").head(MAX_SAMPLES - len(load.samples)).iter_rows():
-        load.samples.append((line, text[:300]))
+        load.samples.append((line, re.sub(SECRET, r"\1<redacted>", text[:300])))
     if entries.height:
         first, last = entries["ts"].min(), entries["ts"].max()
         load.first_ts = min(filter(None, [load.first_ts, first]))
