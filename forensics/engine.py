@@ -88,8 +88,12 @@ def analyze(
     paths: Sequence[Path],
     fail_on: str = "high",
     generated_at: datetime | None = None,
+    rules: list[Rule] | None = None,
 ) -> Analysis:
-    """Analyse the files under `paths` and return findings with evidence and input coverage."""
+    """Analyse the files under `paths` and return findings with evidence and input coverage.
+
+    `rules` defaults to the built-in rules (see `forensics.rules.load_rules` and `choose`).
+    """
     if fail_on not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}")
     sources = discover(list(paths))
@@ -98,7 +102,8 @@ def analyze(
     with tempfile.TemporaryDirectory(prefix="forensics-") as tmp:
         con = connect(Path(tmp) / "spill")
         try:
-            return _run(con, sources, Path(tmp), fail_on, generated_at)
+            chosen = builtin_rules() if rules is None else rules
+            return _run(con, sources, Path(tmp), fail_on, generated_at, chosen)
         finally:
             con.close()
 
@@ -109,6 +114,7 @@ def _run(
     tmp: Path,
     fail_on: str,
     generated_at: datetime | None,
+    rules: list[Rule],
 ) -> Analysis:
     _require_usable(sources)
     create_tables(con)
@@ -135,7 +141,7 @@ def _run(
     missing = _missing_columns(table_loads)
     runs, findings = [], []
     have_logs = any(src.kind == "agent_log" for src in sources)
-    for rule in builtin_rules():
+    for rule in rules:
         run, rows = _run_rule(con, rule, missing, have_logs)
         runs.append(run)
         findings += [_finding(con, rule, row) for row in rows]
@@ -186,7 +192,7 @@ def _dedupe(con: duckdb.DuckDBPyConnection, loads: list[TableLoad]) -> list[str]
     """Keep one row per primary key when a table was exported into several files."""
     notes = []
     for table in {ld.table for ld in loads if sum(1 for x in loads if x.table == ld.table) > 1}:
-        key = "agent_id, id" if table == "workspace_agent_logs" else "id"
+        key = ", ".join(TABLES[table].key)
         before = scalar(con, f'SELECT count(*) FROM "{table}"')
         con.execute(
             f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM "{table}" '

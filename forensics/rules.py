@@ -1,15 +1,19 @@
-"""Rule files: one SQL query per file under `queries/rules/<group>/<id>.sql`, with a header.
+"""Rule files: one SQL query per file, `<group>/<id>.sql`, with a `-- key: value` header.
 
-The header is `-- key: value` lines (a value continues on following `--   ` lines). Keys:
-id, title, severity, requires, params, description, explain, remedy, links.
+Header keys: id, title, severity, requires, params, description, explain, remedy, links (a
+value continues on following `--   ` lines). A rule's cases live beside it in
+`<id>.cases.toml`. Built-in rules ship under `forensics/queries/rules/`; `--rules DIR` adds
+more, found recursively.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+
+from forensics.errors import UsageError
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 REQUIRED_KEYS = ("id", "title", "severity", "description")
@@ -24,17 +28,26 @@ class Rule:
     severity: str
     description: str
     sql: str
-    path: str
+    path: str  # as shown to users: "lifecycle/<id>.sql" for built-ins, the file path otherwise
     requires: list[tuple[str, list[str]]] = field(default_factory=list)  # (table, columns)
     needs_logs: bool = False
     params: dict[str, str] = field(default_factory=dict)
     explain: str = ""
     remedy: str = ""
     links: list[str] = field(default_factory=list)
+    file: Path | None = None  # where the rule lives on disk
+
+    @property
+    def cases_file(self) -> Path | None:
+        """`<id>.cases.toml` beside the rule file, if the rule has one."""
+        if self.file is None:
+            return None
+        path = self.file.with_name(f"{self.id}.cases.toml")
+        return path if path.exists() else None
 
 
-def parse_rule(text: str, path: str) -> Rule:
-    """Parse a rule file's header and keep its SQL (the whole file) as the query."""
+def parse_rule(text: str, path: str, file: Path | None = None) -> Rule:
+    """Parse a rule file's header and keep the whole file as its query."""
     meta: dict[str, str] = {}
     key = None
     for line in text.splitlines():
@@ -48,11 +61,20 @@ def parse_rule(text: str, path: str) -> Rule:
             break
     missing = [k for k in REQUIRED_KEYS if not meta.get(k)]
     if missing:
-        raise ValueError(f"{path}: rule header lacks {', '.join(missing)}")
+        raise UsageError(f"{path}: rule header lacks {', '.join(missing)}")
     if meta["severity"] not in SEVERITIES:
-        raise ValueError(f"{path}: severity must be one of {', '.join(SEVERITIES)}")
-    requires, needs_logs = _parse_requires(meta.get("requires", ""))
-    params = dict(p.strip().split("=", 1) for p in meta.get("params", "").split(",") if "=" in p)
+        raise UsageError(f"{path}: severity must be one of {', '.join(SEVERITIES)}")
+    params = {}
+    for item in meta.get("params", "").split(","):
+        if item.strip():
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"{path}: params must read name=default, not {item.strip()!r}")
+            params[name.strip()] = value.strip()
+    requires = [
+        (m.group(1), [c.strip() for c in m.group(2).split(",") if c.strip()])
+        for m in re.finditer(r"([a-z_]+)\(([^)]*)\)", meta.get("requires", ""))
+    ]
     return Rule(
         id=meta["id"],
         title=meta["title"],
@@ -61,32 +83,66 @@ def parse_rule(text: str, path: str) -> Rule:
         sql=text,
         path=path,
         requires=requires,
-        needs_logs=needs_logs,
-        params={k.strip(): v.strip() for k, v in params.items()},
+        needs_logs="agent logs" in meta.get("requires", ""),
+        params=params,
         explain=meta.get("explain", ""),
         remedy=meta.get("remedy", ""),
         links=[u.strip() for u in meta.get("links", "").split(",") if u.strip()],
+        file=file,
     )
-
-
-def _parse_requires(spec: str) -> tuple[list[tuple[str, list[str]]], bool]:
-    out = []
-    for m in re.finditer(r"([a-z_]+)\(([^)]*)\)", spec):
-        out.append((m.group(1), [c.strip() for c in m.group(2).split(",") if c.strip()]))
-    return out, "agent logs" in spec
 
 
 def builtin_rules() -> list[Rule]:
     """The rules shipped with forensics, sorted by id."""
-    root = resources.files("forensics") / "queries" / "rules"
-    rules = []
-    for group in sorted(root.iterdir(), key=lambda p: p.name):
-        if not group.is_dir():
-            continue
-        for f in sorted(group.iterdir(), key=lambda p: p.name):
-            if f.name.endswith(".sql"):
-                rules.append(parse_rule(f.read_text(encoding="utf-8"), f"{group.name}/{f.name}"))
-    return sorted(rules, key=lambda r: r.id)
+    root = Path(str(resources.files("forensics") / "queries" / "rules"))
+    return _sorted([_read(f, str(f.relative_to(root))) for f in sorted(root.rglob("*.sql"))])
+
+
+def load_rules(extra_dirs: list[Path] | None = None) -> list[Rule]:
+    """Built-in rules plus every `*.sql` rule under `extra_dirs`; ids must be unique."""
+    rules = builtin_rules()
+    for d in extra_dirs or []:
+        if not d.is_dir():
+            raise UsageError(f"--rules {d}: not a directory")
+        found = [_read(f, str(f)) for f in sorted(d.rglob("*.sql"))]
+        if not found:
+            raise UsageError(f"--rules {d}: no *.sql rule files in it")
+        rules += found
+    seen: dict[str, str] = {}
+    for rule in rules:
+        if rule.id in seen:
+            raise UsageError(f"rule id {rule.id!r} is defined twice: {seen[rule.id]} and {rule.path}")
+        seen[rule.id] = rule.path
+    return _sorted(rules)
+
+
+def choose(
+    rules: list[Rule],
+    select: list[str] | None = None,
+    ignore: list[str] | None = None,
+    params: list[str] | None = None,
+) -> list[Rule]:
+    """Apply --select/--ignore (rule ids) and --param ID.NAME=VALUE overrides."""
+    ids = {r.id for r in rules}
+    for option, given in (("--select", select), ("--ignore", ignore)):
+        unknown = sorted(set(given or []) - ids)
+        if unknown:
+            raise UsageError(f"{option}: no rule {', '.join(unknown)} (see `forensics rules list`)")
+    chosen = [r for r in rules if (not select or r.id in select) and r.id not in (ignore or [])]
+    overrides: dict[str, dict[str, str]] = {}
+    for item in params or []:
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)\.([A-Za-z0-9_]+)=(.*)", item)
+        if not m:
+            raise UsageError(f"--param {item!r}: expected RULE_ID.NAME=VALUE")
+        rule_id, name, value = m.groups()
+        by_id = {r.id: r for r in rules}
+        if rule_id not in by_id:
+            raise UsageError(f"--param {item!r}: no rule {rule_id}")
+        if name not in by_id[rule_id].params:
+            declared = ", ".join(by_id[rule_id].params) or "none"
+            raise UsageError(f"--param {item!r}: rule {rule_id} has no parameter {name} (it has: {declared})")
+        overrides.setdefault(rule_id, {})[name] = value
+    return [replace(r, params={**r.params, **overrides.get(r.id, {})}) for r in chosen]
 
 
 def model_sql() -> list[tuple[str, str]]:
@@ -96,6 +152,9 @@ def model_sql() -> list[tuple[str, str]]:
     return [(f.name, f.read_text(encoding="utf-8")) for f in files]
 
 
-def rule_path(rule: Rule) -> Path:
-    """Where a built-in rule lives inside the installed package."""
-    return Path(str(resources.files("forensics") / "queries" / "rules")) / rule.path
+def _read(file: Path, shown: str) -> Rule:
+    return parse_rule(file.read_text(encoding="utf-8"), shown, file)
+
+
+def _sorted(rules: list[Rule]) -> list[Rule]:
+    return sorted(rules, key=lambda r: r.id)

@@ -32,6 +32,7 @@ class Table:
     secret: tuple[str, ...] = ()
     renamed: dict[str, str] = field(default_factory=dict)  # legacy column name -> canonical
     hashed: tuple[str, ...] = ()  # secret columns loaded only as `<name>_hash`
+    key: tuple[str, ...] = ("id",)  # identifies a row when a table comes in several files
 
 
 def _cols(spec: str) -> dict[str, str]:
@@ -146,11 +147,30 @@ TABLES: dict[str, Table] = {
             secret=("readme",),
         ),
         Table(
-            # `output` is startup-script output and may hold secrets: only its length is kept.
+            # Startup-script output: shown only as the last lines of a stuck agent's log, and
+            # passed through the same secret scrubbing as agent log lines.
             "workspace_agent_logs",
-            _cols("agent_id:uuid created_at:ts id:int level:text log_source_id:uuid"),
+            _cols("agent_id:uuid created_at:ts output:text id:int level:text log_source_id:uuid"),
             required=("agent_id", "created_at"),
-            secret=("output",),
+            key=("agent_id", "id"),
+        ),
+        Table(
+            "workspace_agent_scripts",
+            _cols(
+                "id:uuid workspace_agent_id:uuid log_source_id:uuid log_path:text created_at:ts "
+                "cron:text start_blocks_login:bool run_on_start:bool run_on_stop:bool "
+                "timeout_seconds:int display_name:text"
+            ),
+            required=("workspace_agent_id", "timeout_seconds"),
+            secret=("script",),
+        ),
+        Table(
+            "workspace_agent_script_timings",
+            _cols(
+                "script_id:uuid started_at:ts ended_at:ts exit_code:int stage:text status:text"
+            ),
+            required=("script_id", "started_at"),
+            key=("script_id", "started_at"),
         ),
     ]
 }
@@ -171,6 +191,8 @@ SIGNATURE_COLUMNS = {
     "templates": {"active_version_id", "provisioner", "name"},
     "template_versions": {"template_id", "job_id", "readme"},
     "workspace_agent_logs": {"agent_id", "output", "log_source_id"},
+    "workspace_agent_scripts": {"workspace_agent_id", "script", "timeout_seconds", "run_on_start"},
+    "workspace_agent_script_timings": {"script_id", "exit_code", "stage", "status"},
 }
 
 
