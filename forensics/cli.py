@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import traceback
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +17,8 @@ from forensics import __version__
 from forensics.engine import analyze
 from forensics.errors import ExitCode, ForensicsError, UsageError
 from forensics.report import write_outputs
-from forensics.rules import SEVERITIES, builtin_rules
+from forensics.rule_cases import run_cases
+from forensics.rules import SEVERITIES, choose, load_rules
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -26,6 +29,11 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(no_args_is_help=True, help="Inspect the rules.")
 app.add_typer(rules_app, name="rules")
+
+RulesDirs = Annotated[
+    list[Path] | None,
+    typer.Option("--rules", help="A directory of your own rule files (*.sql); repeatable."),
+]
 
 
 def _version(value: bool) -> None:
@@ -131,11 +139,92 @@ def _parse_time(text: str) -> datetime:
     return when
 
 
+def _ids(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _guard(fn: Callable[[], int]) -> None:
+    """Run `fn`, turning our errors into one `Error:` line and an exit code."""
+    try:
+        code = fn()
+    except ForensicsError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(code)
+
+
 @rules_app.command("list")
-def rules_list() -> None:
-    """List the built-in rules: id, severity, title."""
-    for rule in builtin_rules():
-        typer.echo(f"{rule.id:<28} {rule.severity:<9} {rule.title}")
+def rules_list(rules_dir: RulesDirs = None) -> None:
+    """List the rules: id, severity, title."""
+
+    def run() -> int:
+        for rule in load_rules(rules_dir):
+            typer.echo(f"{rule.id:<34} {rule.severity:<9} {rule.title}")
+        return ExitCode.OK
+
+    _guard(run)
+
+
+@rules_app.command("show")
+def rules_show(
+    rule_id: Annotated[str, typer.Argument(metavar="ID", help="The rule to show.")],
+    rules_dir: RulesDirs = None,
+) -> None:
+    """Show a rule: what it concludes, why it matters, its parameters and its SQL."""
+
+    def run() -> int:
+        [rule] = choose(load_rules(rules_dir), select=[rule_id])
+        typer.echo(f"{rule.id}: {rule.title}")
+        typer.echo(f"severity: {rule.severity}")
+        typer.echo(f"file: {rule.path}")
+        requires = [f"{t}({', '.join(c)})" for t, c in rule.requires]
+        requires += ["agent logs"] if rule.needs_logs else []
+        typer.echo(f"requires: {'; '.join(requires) or 'nothing'}")
+        params = ", ".join(f"{k}={v}" for k, v in rule.params.items())
+        typer.echo(f"params: {params or 'none'}")
+        for label, text in (
+            ("description", rule.description),
+            ("explain", rule.explain),
+            ("remedy", rule.remedy),
+        ):
+            if text:
+                typer.echo(
+                    f"\n{label}:\n"
+                    + textwrap.fill(text, 92, initial_indent="  ", subsequent_indent="  ")
+                )
+        if rule.links:
+            typer.echo("\nlinks:\n" + "\n".join(f"  {u}" for u in rule.links))
+        typer.echo("\nsql:\n" + rule.sql.rstrip())
+        return ExitCode.OK
+
+    _guard(run)
+
+
+@rules_app.command("test")
+def rules_test(
+    rule_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[ID]...", help="Rules to test (default: all).")
+    ] = None,
+    rules_dir: RulesDirs = None,
+) -> None:
+    """Run the rules' cases; exit 1 if any case fails or a rule has none."""
+
+    def run() -> int:
+        chosen = choose(load_rules(rules_dir), select=_ids(rule_ids) or None)
+        results = run_cases(chosen)
+        for r in results:
+            status = "PASS" if r.passed else "FAIL"
+            typer.echo(f"{status}  {r.rule}: {r.case}")
+            if not r.passed:
+                detail = (
+                    r.message or f"expected {r.expected or 'no findings'}, got {r.got or 'none'}"
+                )
+                typer.echo(f"      {detail}")
+        failed = sum(not r.passed for r in results)
+        typer.echo(f"{len(results) - failed} passed, {failed} failed")
+        return ExitCode.FINDINGS if failed else ExitCode.OK
+
+    _guard(run)
 
 
 def main() -> None:

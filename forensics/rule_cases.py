@@ -68,7 +68,9 @@ def load_cases(rule: Rule) -> list[Case]:
         for name in files:
             p = PurePosixPath(name)
             if p.is_absolute() or ".." in p.parts:
-                raise UsageError(f"{path}: case {raw['name']!r}: file name {name!r} must stay inside the case")
+                raise UsageError(
+                    f"{path}: case {raw['name']!r}: file name {name!r} must stay inside the case"
+                )
         cases.append(
             Case(
                 name=raw["name"],
@@ -97,7 +99,9 @@ def run_case(rule: Rule, case: Case) -> CaseResult:
             return CaseResult(rule.id, case.name, False, case.expect, [], f"input error: {exc}")
     [run] = result.rules
     if run.status != "ran":
-        return CaseResult(rule.id, case.name, False, case.expect, [], f"rule {run.status}: {run.reason}")
+        return CaseResult(
+            rule.id, case.name, False, case.expect, [], f"rule {run.status}: {run.reason}"
+        )
     got = sorted(f.agent_id for f in result.findings)
     return CaseResult(rule.id, case.name, got == case.expect, case.expect, got)
 
@@ -108,6 +112,8 @@ def run_cases(rules: list[Rule]) -> list[CaseResult]:
     for rule in rules:
         cases = load_cases(rule)
         if not cases:
-            results.append(CaseResult(rule.id, "(no cases)", False, [], [], f"{rule.id} has no cases file"))
+            results.append(
+                CaseResult(rule.id, "(no cases)", False, [], [], f"{rule.id} has no cases file")
+            )
         results += [run_case(rule, case) for case in cases]
     return results

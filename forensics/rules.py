@@ -111,7 +111,9 @@ def load_rules(extra_dirs: list[Path] | None = None) -> list[Rule]:
     seen: dict[str, str] = {}
     for rule in rules:
         if rule.id in seen:
-            raise UsageError(f"rule id {rule.id!r} is defined twice: {seen[rule.id]} and {rule.path}")
+            raise UsageError(
+                f"rule id {rule.id!r} is defined twice: {seen[rule.id]} and {rule.path}"
+            )
         seen[rule.id] = rule.path
     return _sorted(rules)
 
@@ -140,7 +142,9 @@ def choose(
             raise UsageError(f"--param {item!r}: no rule {rule_id}")
         if name not in by_id[rule_id].params:
             declared = ", ".join(by_id[rule_id].params) or "none"
-            raise UsageError(f"--param {item!r}: rule {rule_id} has no parameter {name} (it has: {declared})")
+            raise UsageError(
+                f"--param {item!r}: rule {rule_id} has no parameter {name} (it has: {declared})"
+            )
         overrides.setdefault(rule_id, {})[name] = value
     return [replace(r, params={**r.params, **overrides.get(r.id, {})}) for r in chosen]
 

@@ -166,9 +166,7 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "workspace_agent_script_timings",
-            _cols(
-                "script_id:uuid started_at:ts ended_at:ts exit_code:int stage:text status:text"
-            ),
+            _cols("script_id:uuid started_at:ts ended_at:ts exit_code:int stage:text status:text"),
             required=("script_id", "started_at"),
             key=("script_id", "started_at"),
         ),
