@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import tempfile
 import uuid
@@ -22,7 +23,7 @@ from forensics import __version__
 from forensics.db import connect, one, scalar
 from forensics.discover import Source, discover
 from forensics.errors import InputError, UsageError
-from forensics.ingest.logs import LogLoad, load_logs, parse_log
+from forensics.ingest.logs import SECRET, LogLoad, load_logs, parse_log
 from forensics.ingest.schema import REQUIRED_TABLES, TABLES, export_command
 from forensics.ingest.tables import TableLoad, create_tables, load_table
 from forensics.rules import SEVERITIES, Rule, builtin_rules, model_sql
@@ -291,7 +292,7 @@ def _run_rule(
 
 def _finding(con: duckdb.DuckDBPyConnection, rule: Rule, row: dict[str, Any]) -> Finding:
     agent_id = str(row["agent_id"])
-    extra = {k: jsonable(v) for k, v in row.items() if k not in STANDARD_COLUMNS}
+    extra = {k: scrub(jsonable(v)) for k, v in row.items() if k not in STANDARD_COLUMNS}
     evidence = {
         "rule": extra,
         "agent": _agent_row(con, agent_id),
@@ -406,6 +407,17 @@ def _log_lines(con: duckdb.DuckDBPyConnection, agent_id: str) -> list[dict[str, 
             text += " ...\n" + block
         out.append({"source": source, "line": line, "ts": jsonable(ts), "kind": kind, "text": text})
     return out
+
+
+def scrub(v: Any) -> Any:
+    """Blank out `token=...`-style secrets in any string a rule returned (script output, errors)."""
+    if isinstance(v, str):
+        return re.sub(SECRET, r"\1<redacted>", v)
+    if isinstance(v, list):
+        return [scrub(x) for x in v]
+    if isinstance(v, dict):
+        return {k: scrub(x) for k, x in v.items()}
+    return v
 
 
 def jsonable(v: Any) -> Any:
