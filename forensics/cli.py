@@ -73,12 +73,26 @@ def analyze_cmd(
             help="Timestamp to print as the report's generation time (for reproducible output)."
         ),
     ] = None,
+    rules_dir: RulesDirs = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", help="Run only these rule ids (repeatable or comma-separated)."),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option("--ignore", help="Do not run these rule ids (repeatable or comma-separated)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Override a rule parameter: RULE_ID.NAME=VALUE (repeatable)."),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show a traceback on errors.")] = False,
 ) -> None:
     """Analyse exported tables and agent logs; write the report and print the verdict."""
     try:
         when = _parse_time(generated_at) if generated_at else None
-        result = analyze(paths, fail_on=fail_on, generated_at=when)
+        chosen = choose(load_rules(rules_dir), _ids(select), _ids(ignore), param)
+        result = analyze(paths, fail_on=fail_on, generated_at=when, rules=chosen)
         write_outputs(result, out, argv=sys.argv)
     except ForensicsError as exc:
         if debug:
