@@ -46,7 +46,14 @@ def test_select_runs_only_the_chosen_rule(cli, tmp_path):
 
 
 def test_ignore_and_comma_lists(cli, tmp_path):
-    r = cli("analyze", SAMPLE, "--out", tmp_path, "--ignore", "lifecycle-stuck-created,survived-build-boundary")
+    r = cli(
+        "analyze",
+        SAMPLE,
+        "--out",
+        tmp_path,
+        "--ignore",
+        "lifecycle-stuck-created,survived-build-boundary",
+    )
     ran = {x["id"] for x in findings(tmp_path)["coverage"]["rules"]}
     assert "lifecycle-stuck-created" not in ran and "survived-build-boundary" not in ran
     assert r.exit_code in (ExitCode.OK, ExitCode.FINDINGS)
@@ -60,15 +67,26 @@ def test_unknown_rule_id_is_a_usage_error(cli, tmp_path):
 
 def test_param_overrides_a_default(cli, tmp_path):
     # With a grace longer than the row has been connected, the stuck row is not flagged yet.
-    r = cli("analyze", SAMPLE, "--out", tmp_path, "--select", "lifecycle-stuck-created",
-            "--param", "lifecycle-stuck-created.grace_seconds=864000")
+    r = cli(
+        "analyze",
+        SAMPLE,
+        "--out",
+        tmp_path,
+        "--select",
+        "lifecycle-stuck-created",
+        "--param",
+        "lifecycle-stuck-created.grace_seconds=864000",
+    )
     assert r.exit_code == ExitCode.OK and findings(tmp_path)["findings"] == []
 
 
 @pytest.mark.parametrize(
     ("param", "message"),
     [
-        ("lifecycle-stuck-created.nope=1", "rule lifecycle-stuck-created has no parameter nope (it has: grace_seconds)"),
+        (
+            "lifecycle-stuck-created.nope=1",
+            "rule lifecycle-stuck-created has no parameter nope (it has: grace_seconds)",
+        ),
         ("nosuch.grace_seconds=1", "no rule nosuch"),
         ("grace_seconds=1", "expected RULE_ID.NAME=VALUE"),
     ],
@@ -80,15 +98,31 @@ def test_bad_params_are_usage_errors(cli, tmp_path, param, message):
 
 def test_a_users_rule_directory(cli, tmp_path, rules_dir):
     out = tmp_path / "out"
-    r = cli("analyze", SAMPLE, "--out", out, "--rules", rules_dir, "--select", "my-never-ready",
-            "--param", "my-never-ready.state=ready", "--fail-on", "low")
+    r = cli(
+        "analyze",
+        SAMPLE,
+        "--out",
+        out,
+        "--rules",
+        rules_dir,
+        "--select",
+        "my-never-ready",
+        "--param",
+        "my-never-ready.state=ready",
+        "--fail-on",
+        "low",
+    )
     assert r.exit_code == ExitCode.FINDINGS
     assert all(f["summary"] == "still ready" for f in findings(out)["findings"])
     assert "my-never-ready" in cli("rules", "list", "--rules", rules_dir).stdout
 
 
 def test_a_broken_rule_is_reported_and_the_others_still_run(cli, tmp_path, rules_dir):
-    (rules_dir / "broken.sql").write_text(MY_RULE.replace("my-never-ready", "broken").replace("FROM agent_builds", "FROM no_such_table"))
+    (rules_dir / "broken.sql").write_text(
+        MY_RULE.replace("my-never-ready", "broken").replace(
+            "FROM agent_builds", "FROM no_such_table"
+        )
+    )
     out = tmp_path / "out"
     r = cli("analyze", SAMPLE, "--out", out, "--rules", rules_dir)
     assert r.exit_code == ExitCode.INTERNAL  # the run is incomplete

@@ -11,7 +11,9 @@ RULES = builtin_rules()
 ALL_CASES = [(rule, case) for rule in RULES for case in load_cases(rule)]
 
 
-@pytest.mark.parametrize(("rule", "case"), ALL_CASES, ids=[f"{r.id}: {c.name}" for r, c in ALL_CASES])
+@pytest.mark.parametrize(
+    ("rule", "case"), ALL_CASES, ids=[f"{r.id}: {c.name}" for r, c in ALL_CASES]
+)
 def test_rule_case(rule, case):
     result = run_case(rule, case)
     assert result.passed, result.message or f"expected {result.expected}, got {result.got}"
