@@ -297,7 +297,7 @@ def _finding(con: duckdb.DuckDBPyConnection, rule: Rule, row: dict[str, Any]) ->
         "rule": extra,
         "agent": _agent_row(con, agent_id),
         **_build_history(con, row["workspace_id"], row["build_number"]),
-        "log_lines": _log_lines(con, agent_id),
+        "log_lines": _log_lines(con, agent_id, row.get("log_stream"), row.get("process_no")),
     }
     return Finding(
         rule=rule.id,
@@ -385,18 +385,26 @@ def _build_history(
     }
 
 
-def _log_lines(con: duckdb.DuckDBPyConnection, agent_id: str) -> list[dict[str, Any]]:
-    """Key log lines of every process instance that served this agent row."""
+def _log_lines(
+    con: duckdb.DuckDBPyConnection,
+    agent_id: str,
+    stream: str | None = None,
+    process_no: int | None = None,
+) -> list[dict[str, Any]]:
+    """Key log lines of every process that served this agent row, and of the process the rule
+    names (`log_stream`, `process_no` columns), which may never have reached the row."""
     rows = con.execute(
         f"""WITH served AS (
                 SELECT DISTINCT stream, process_no FROM agent_manifests WHERE agent_id = ?
+                UNION
+                SELECT CAST(? AS VARCHAR), CAST(? AS BIGINT) WHERE ? IS NOT NULL
             )
             SELECT e.source, e.line, e.ts, e.level, e.logger, e.message, e.fields, e.block, e.kind
             FROM agent_events e JOIN served USING (stream, process_no)
             WHERE e.kind IS NOT NULL
             ORDER BY e.stream, e.file_rank, e.line
             LIMIT {MAX_LOG_EVIDENCE}""",
-        [agent_id],
+        [agent_id, stream, process_no, stream],
     ).fetchall()
     out = []
     for source, line, ts, level, logger, message, fields, block, kind in rows:
