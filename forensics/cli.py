@@ -137,7 +137,7 @@ def verdict_lines(result) -> list[str]:
     lines = [head]
     for f in result.findings:
         lines.append(
-            f"{f.severity:<8} {f.rule:<26} workspace={f.workspace_name} "
+            f"{f.severity:<8} {f.rule:<30} workspace={f.workspace_name} "
             f"build=#{f.build_number} agent={f.agent_id}"
         )
     return lines

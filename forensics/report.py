@@ -184,7 +184,11 @@ def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, list):
+        if value and all(isinstance(v, dict) for v in value):
+            return "\n".join(_cell(v) for v in value)  # one record per line (pre-wrap cell)
         return ", ".join(_cell(v) for v in value) if value else "none"
+    if isinstance(value, dict):
+        return "  ".join(_cell(v) for v in value.values() if v is not None)
     if isinstance(value, str) and _ISO.match(value):
         return _when(value)
     return str(value)

@@ -97,6 +97,18 @@ def run_case(rule: Rule, case: Case) -> CaseResult:
             result = analyze([root], rules=[replace(rule, params={**rule.params, **case.params})])
         except ForensicsError as exc:
             return CaseResult(rule.id, case.name, False, case.expect, [], f"input error: {exc}")
+    # A case is only meaningful if all of it was read: a silently rejected row or an
+    # unrecognised file would make it pass for the wrong reason.
+    unread = [s.display for s in result.inputs if s.kind not in ("table", "agent_log")]
+    rejected = [f"{t.path}: {t.rejected} row(s)" for t in result.tables if t.rejected]
+    unparsed = [f"{lg.path}: {lg.unparsed} line(s)" for lg in result.logs if lg.unparsed]
+    if unread or rejected or unparsed:
+        problems = "; ".join(
+            [f"not recognised: {', '.join(unread)}"] * bool(unread) + rejected + unparsed
+        )
+        return CaseResult(
+            rule.id, case.name, False, case.expect, [], f"case input not fully read: {problems}"
+        )
     [run] = result.rules
     if run.status != "ran":
         return CaseResult(

@@ -2291,6 +2291,11 @@ def sample_scenario() -> Scenario:
     scn = b.build_scenario(exported_at=SAMPLE_EXPORTED_AT)
     scn.meta.update(meta)
     scn.meta["expected_flags"] = {
-        ("ml-train", 3, "main"): ["survived-build-boundary", "lifecycle-stuck-created"],
+        ("ml-train", 3, "main"): [
+            "survived-build-boundary",
+            "lifecycle-stuck-created",
+            "instance-identity-rebinding",
+        ],
+        ("ml-train", 1, "main"): ["previous-agent-not-shut-down"],
     }
     return scn

@@ -16,6 +16,10 @@ T0 = datetime(2026, 5, 14, 9, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 H = timedelta(hours=1)
 SURVIVED, STUCK = "survived-build-boundary", "lifecycle-stuck-created"
+REBOUND, NOT_SHUT_DOWN = "instance-identity-rebinding", "previous-agent-not-shut-down"
+STUCK_STARTING, INCOHERENT = "lifecycle-stuck-starting", "lifecycle-timestamps-incoherent"
+STALE = "stale-agent-rejected"
+CANCELED = "build-failed-agent-connected"
 
 Expected = set[tuple[str, str, int]]
 CASES: dict[str, Callable[[ScenarioBuilder], Expected]] = {}
@@ -91,14 +95,16 @@ def _suspended_vm(b, name="vm1", style=None, version="v2.31.11", replay=False):
 
 @case
 def incident_suspended_vm(b):
+    # The whole story: the row of build #1 was frozen at the stop (never shut down), the
+    # same process re-bound through instance identity to build #3's row, which stays created.
     _suspended_vm(b)
-    return {(SURVIVED, "vm1", 3), (STUCK, "vm1", 3)}
+    return {(SURVIVED, "vm1", 3), (STUCK, "vm1", 3), (REBOUND, "vm1", 3), (NOT_SHUT_DOWN, "vm1", 1)}
 
 
 @case
 def incident_old_agent_json_manifest(b):
     _suspended_vm(b, style="json", version="v2.9.4")
-    return {(SURVIVED, "vm1", 3), (STUCK, "vm1", 3)}
+    return {(SURVIVED, "vm1", 3), (STUCK, "vm1", 3), (REBOUND, "vm1", 3), (NOT_SHUT_DOWN, "vm1", 1)}
 
 
 @case
@@ -120,22 +126,110 @@ def incident_start_line_rotated_away(b):
 
 @case
 def incident_with_lifecycle_replay_fix(b):
-    # The process still crossed the boundary, but replayed its lifecycle: not stuck.
+    # The process still crossed the boundary, but replayed its lifecycle: not stuck, and the
+    # replay's 1 ms starting->ready shows in the timestamps.
     _suspended_vm(b, replay=True)
-    return {(SURVIVED, "vm1", 3)}
+    return {(SURVIVED, "vm1", 3), (REBOUND, "vm1", 3), (INCOHERENT, "vm1", 3)}
 
 
 @case
 def db_only_stuck_created(b):
     _suspended_vm(b)
-    return {(STUCK, "vm1", 3)}
+    return {(STUCK, "vm1", 3), (NOT_SHUT_DOWN, "vm1", 1)}
 
 
 @case
 def incident_without_resources(b):
-    # workspace_resources not exported: agents are tied to builds through the manifests.
+    # workspace_resources not exported: agents are tied to builds through the manifests
+    # (previous-agent-not-shut-down needs the resources and is skipped).
     _suspended_vm(b)
-    return {(SURVIVED, "vm1", 3), (STUCK, "vm1", 3)}
+    return {(SURVIVED, "vm1", 3), (STUCK, "vm1", 3), (REBOUND, "vm1", 3)}
+
+
+@case
+def incident_stale_token_rejected(b):
+    # Token auth: the resumed process holds build #1's token and is refused (403) while
+    # build #3's row never connects.
+    owner = b.user("tok")
+    ws = b.workspace("vm3", owner, b.template("libvirt", kind="vm"))
+    b1 = b.build(ws, "start", at=T0)
+    boot = T0 + 60 * S
+    a1 = _ready(b, b1, boot, disconnected_at=T0 + 5 * H + 5 * S)
+    b.build(ws, "stop", at=T0 + 5 * H)
+    b3 = b.build(ws, "start", at=T0 + 24 * H)
+    b.agent(b3)
+    log = b.log("logs/vm3/coder-agent.log")
+    _boot(log, boot, a1, auth="token")
+    log.disconnected(T0 + 5 * H + 5 * S)
+    for i in range(5):
+        log.connecting(T0 + 24 * H + (120 + 10 * i) * S)
+        log.run_error(T0 + 24 * H + (121 + 10 * i) * S, 403)
+    return {(STALE, "vm3", 3), (NOT_SHUT_DOWN, "vm3", 1)}
+
+
+@case
+def stuck_starting_script_never_returns(b):
+    # A pod whose startup script waits forever on a lock: 'starting' for 3 h, past the
+    # 1800 s default; its startup log says why.
+    owner = b.user("hang")
+    ws = b.workspace("hang", owner, b.template("k8s-pod", kind="pod"))
+    bld = b.build(ws, "start", at=T0)
+    boot = T0 + 50 * S
+    agent = b.agent(
+        bld,
+        lifecycle_state="starting",
+        first_connected_at=boot + 2 * S,
+        started_at=boot + 3 * S,
+        last_connected_at=T0 + 3 * H,
+    )
+    b.agent_logs(
+        agent,
+        [
+            (boot + 4 * S, "info", "==> Installing toolchain"),
+            (boot + 9 * S, "error", "E: Could not get lock /var/lib/dpkg/lock-frontend"),
+            (boot + 10 * S, "info", "waiting for the dpkg lock"),
+        ],
+    )
+    log = b.log("logs/hang/coder-agent.log")
+    log.start(boot, auth="token")
+    log.connecting(boot + S)
+    log.manifest(boot + 2 * S, agent)
+    log.lifecycle(boot + 3 * S, "starting", last="created")
+    return {(STUCK_STARTING, "hang", 1)}
+
+
+@case
+def lookalike_export_while_starting(b):
+    # The export was taken 10 minutes into a long but healthy startup.
+    owner = b.user("slow")
+    ws = b.workspace("slow", owner, b.template("k8s-pod", kind="pod"))
+    bld = b.build(ws, "start", at=T0)
+    boot = T0 + 50 * S
+    agent = b.agent(
+        bld,
+        lifecycle_state="starting",
+        first_connected_at=boot + 2 * S,
+        started_at=boot + 3 * S,
+        last_connected_at=boot + 10 * 60 * S,
+    )
+    log = b.log("logs/slow/coder-agent.log")
+    log.start(boot, auth="token")
+    log.connecting(boot + S)
+    log.manifest(boot + 2 * S, agent)
+    log.lifecycle(boot + 3 * S, "starting", last="created")
+    return set()
+
+
+@case
+def canceled_build_whose_agent_connected(b):
+    # The cancel arrived while Terraform was finishing: the job completed as canceled, but
+    # the VM exists and its agent connected. The workspace shows canceled; the VM runs on.
+    owner = b.user("cancel")
+    ws = b.workspace("half", owner, b.template("gce", kind="vm"))
+    bld = b.build(ws, "start", at=T0)
+    bld.job.canceled_at = bld.job.completed_at - 2 * S
+    _ready(b, bld, T0 + 60 * S, last_connected_at=T0 + 2 * H)
+    return {(CANCELED, "half", 1)}
 
 
 @case
@@ -264,10 +358,11 @@ def lookalike_clock_skew_within_tolerance(b):
 
 @case
 def lookalike_vm_recreated_same_log_name(b):
-    # Each start build recreates the VM; both hosts' logs are called coder-agent.log, and the
-    # second host's start line was rotated away. Logs of different hosts must not be merged.
+    # Each start build gets a new host (a pod, or a VM destroyed on stop); both hosts' logs are
+    # called coder-agent.log, and the second host's start line was rotated away. Logs of
+    # different hosts must not be merged.
     owner = b.user("rec")
-    ws = b.workspace("recreated", owner, b.template("gce", kind="vm"))
+    ws = b.workspace("recreated", owner, b.template("k8s", kind="pod"))
     for n, at in enumerate((T0, T0 + 24 * H), start=1):
         bld = b.build(ws, "start", at=at)
         boot = at + 55 * S

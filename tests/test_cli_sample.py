@@ -29,6 +29,7 @@ from tests.cases import CASES, T0
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data" / "incident"
+FROZEN_ROW = "9a2c5625-a4e0-42f6-9d7c-22298a814672"  # ml-train build #1: frozen at the stop
 OUTPUTS = ("report.html", "findings.json", "summary.md")
 SURVIVED, STUCK = "survived-build-boundary", "lifecycle-stuck-created"
 
@@ -100,9 +101,11 @@ def test_sample_incident_verdict_on_stdout(sample_run, incident_agent):
     result, out, _, _ = sample_run
     assert result.exit_code == ExitCode.FINDINGS
     assert result.stdout.splitlines() == [
-        "FAIL: 2 finding(s), 2 at or above high",
-        f"critical lifecycle-stuck-created    workspace=ml-train build=#3 agent={incident_agent}",
-        f"high     survived-build-boundary    workspace=ml-train build=#3 agent={incident_agent}",
+        "FAIL: 4 finding(s), 3 at or above high",
+        f"critical lifecycle-stuck-created        workspace=ml-train build=#3 agent={incident_agent}",
+        f"high     instance-identity-rebinding    workspace=ml-train build=#3 agent={incident_agent}",
+        f"high     survived-build-boundary        workspace=ml-train build=#3 agent={incident_agent}",
+        f"medium   previous-agent-not-shut-down   workspace=ml-train build=#1 agent={FROZEN_ROW}",
     ]
     assert result.stdout.endswith("\n")
 
@@ -123,10 +126,10 @@ def test_sample_notes_go_to_stderr_and_outputs_are_written(sample_run):
 def test_fail_on_critical_still_fails_on_the_critical_finding(cli, tmp_path, incident_agent):
     r = cli("analyze", SAMPLE, "--out", tmp_path / "out", "--fail-on", "critical")
     assert r.exit_code == ExitCode.FINDINGS
-    assert r.stdout.splitlines()[0] == "FAIL: 2 finding(s), 1 at or above critical"
-    assert len(r.stdout.splitlines()) == 3
+    assert r.stdout.splitlines()[0] == "FAIL: 4 finding(s), 1 at or above critical"
+    assert len(r.stdout.splitlines()) == 5
     doc = json.loads((tmp_path / "out" / "findings.json").read_text())
-    assert doc["verdict"] == {"fail_on": "critical", "findings": 2, "failing": 1, "exit_code": 1}
+    assert doc["verdict"] == {"fail_on": "critical", "findings": 4, "failing": 1, "exit_code": 1}
 
 
 def _case_dump(tmp_path: Path, *names: str) -> Path:
@@ -139,19 +142,24 @@ def _case_dump(tmp_path: Path, *names: str) -> Path:
 
 
 def test_findings_below_threshold_exit_0(cli, tmp_path):
-    # The agent has the lifecycle-replay fix: it still crossed the boundary (high), but its
-    # row reached 'ready', so nothing is critical.
+    # The agent has the lifecycle-replay fix: it still crossed the boundary (high, twice:
+    # survived and re-bound), and the replay shows in its timestamps (medium), but its row
+    # reached 'ready', so nothing is critical.
     dump = _case_dump(tmp_path, "incident_with_lifecycle_replay_fix")
     r = cli("analyze", dump, "--out", tmp_path / "out", "--fail-on", "critical")
     assert r.exit_code == ExitCode.OK
     lines = r.stdout.splitlines()
-    assert lines[0] == "OK: 1 finding(s), 0 at or above critical"
-    assert len(lines) == 2 and lines[1].startswith(f"high     {SURVIVED}")
-    assert "workspace=vm1 build=#3 " in lines[1]
+    assert lines[0] == "OK: 3 finding(s), 0 at or above critical"
+    assert [ln.split()[:2] for ln in lines[1:]] == [
+        ["high", "instance-identity-rebinding"],
+        ["high", SURVIVED],
+        ["medium", "lifecycle-timestamps-incoherent"],
+    ]
+    assert all("workspace=vm1 build=#3 " in ln for ln in lines[1:])
     # The same dump fails at the default threshold.
     r = cli("analyze", dump, "--out", tmp_path / "out2")
     assert r.exit_code == ExitCode.FINDINGS
-    assert r.stdout.splitlines()[0] == "FAIL: 1 finding(s), 1 at or above high"
+    assert r.stdout.splitlines()[0] == "FAIL: 3 finding(s), 2 at or above high"
 
 
 def test_clean_lookalike_dump_exits_0(cli, tmp_path):
@@ -203,7 +211,9 @@ def test_csv_dump_of_the_sample_gives_the_sample_findings(csv_findings, sample_r
     assert key(csv_findings) == key(findings_of(out))
     assert [(f["rule"], f["workspace_name"], f["build_number"]) for f in csv_findings] == [
         (STUCK, "ml-train", 3),
+        ("instance-identity-rebinding", "ml-train", 3),
         (SURVIVED, "ml-train", 3),
+        ("previous-agent-not-shut-down", "ml-train", 1),
     ]
 
 
@@ -295,3 +305,15 @@ def test_python_m_forensics_version():
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout == f"forensics {__version__}\n"
+
+
+def test_sample_findings_are_what_the_sample_promises(sample_run, scn):
+    # sample_data/README.md and synth.sample_scenario() say what must be flagged; nothing else.
+    _, out, _, _ = sample_run
+    got = {(f["workspace_name"], f["build_number"], f["rule"]) for f in findings_of(out)}
+    promised = {
+        (ws, n, rule)
+        for (ws, n, _name), rules in scn.meta["expected_flags"].items()
+        for rule in rules
+    }
+    assert got == promised
