@@ -31,6 +31,8 @@ from forensics.rules import SEVERITIES, Rule, builtin_rules, model_sql
 STANDARD_COLUMNS = ("agent_id", "workspace_id", "workspace_name", "build_number", "ts", "summary")
 MAX_LOG_EVIDENCE = 60
 BUILDS_BEFORE, BUILDS_AFTER = 20, 5  # build history shown around a finding's build
+MAX_TIMELINES = 50  # workspaces drawn as a timeline picture in one report
+TIMELINE_BUILDS_BEFORE, TIMELINE_BUILDS_AFTER = 4, 2
 
 
 @dataclass
@@ -74,6 +76,11 @@ class Analysis:
     fail_on: str
     model_notes: list[str] = field(default_factory=list)
     tool: str = f"forensics {__version__}"
+    # Per affected workspace: builds, agent rows and agent processes, for the timeline picture.
+    timelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    schema_version: str | None = (
+        None  # Coder's migration version, when schema_migrations was exported
+    )
 
     def failing(self) -> list[Finding]:
         """Findings at or above the --fail-on threshold."""
@@ -164,7 +171,69 @@ def _run(
         as_of=as_of,
         fail_on=fail_on,
         model_notes=notes,
+        timelines={ws: _timeline(con, ws, findings) for ws in _affected(findings)},
     )
+
+
+def _affected(findings: list[Finding]) -> list[str]:
+    """Workspaces with findings, the most severe first, at most MAX_TIMELINES of them."""
+    seen: dict[str, None] = {}
+    for f in findings:
+        if f.workspace_id:
+            seen.setdefault(f.workspace_id, None)
+    return list(seen)[:MAX_TIMELINES]
+
+
+def _timeline(con: duckdb.DuckDBPyConnection, workspace_id: str, findings: list[Finding]) -> dict:
+    """Builds, agent rows and agent processes of one workspace, around its findings."""
+    numbers = [
+        f.build_number for f in findings if f.workspace_id == workspace_id and f.build_number
+    ]
+    low, high = min(numbers) - TIMELINE_BUILDS_BEFORE, max(numbers) + TIMELINE_BUILDS_AFTER
+    builds = _records(
+        con,
+        """SELECT build_number, transition, build_created_at AS created_at, job_status,
+                  coalesce(job_completed_at, job_started_at) AS job_done_at
+           FROM builds WHERE workspace_id = ? AND build_number BETWEEN ? AND ?
+           ORDER BY build_number""",
+        [workspace_id, low, high],
+    )
+    agents = _records(
+        con,
+        """SELECT CAST(agent_id AS VARCHAR) AS agent_id, agent_name, build_number,
+                  lifecycle_state, agent_created_at AS created_at, first_connected_at,
+                  last_connected_at, disconnected_at, started_at, ready_at
+           FROM agent_builds WHERE workspace_id = ? AND build_number BETWEEN ? AND ?
+           ORDER BY build_number, agent_name""",
+        [workspace_id, low, high],
+    )
+    ids = [a["agent_id"] for a in agents]
+    processes = _records(
+        con,
+        """WITH served AS (
+               SELECT DISTINCT stream, process_no FROM agent_manifests
+               WHERE CAST(agent_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))
+           )
+           SELECT p.stream, p.process_no, coalesce(p.started_at, p.first_seen_at) AS began_at,
+                  p.started_at IS NOT NULL AS start_seen, p.last_seen_at,
+                  (list({'ts': e.ts, 'kind': e.kind, 'line': e.line, 'source': e.source,
+                         'agent_id': CAST(m.agent_id AS VARCHAR)} ORDER BY e.file_rank, e.line)
+                      FILTER (e.kind IS NOT NULL))[1:400] AS events
+           FROM agent_processes p JOIN served USING (stream, process_no)
+           LEFT JOIN agent_events e USING (stream, process_no)
+           LEFT JOIN agent_manifests m ON m.stream = e.stream AND m.source = e.source
+                                      AND m.line = e.line
+           GROUP BY ALL ORDER BY began_at, p.stream""",
+        [ids],
+    )
+    flagged = sorted({f.agent_id for f in findings if f.workspace_id == workspace_id})
+    return {"builds": builds, "agents": agents, "processes": processes, "flagged": flagged}
+
+
+def _records(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [{k: jsonable(v) for k, v in zip(names, row, strict=True)} for row in cur.fetchall()]
 
 
 def _require_usable(sources: list[Source]) -> None:

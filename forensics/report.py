@@ -6,9 +6,12 @@ environment autoescapes, and the Markdown filter below escapes what Markdown wou
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import shlex
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,46 @@ from markupsafe import Markup, escape
 
 from forensics.engine import Analysis, jsonable
 from forensics.errors import ExitCode
+from forensics.rules import SEVERITIES
+from forensics.timeline_svg import draw
 
 SCHEMA_VERSION = 1
 MAX_MARKDOWN = 60_000
+MAX_DETAILED = 200  # findings rendered with full evidence in report.html; all are in the table
+# Progressive enhancement for the findings table: sort by a column, filter by text. The page
+# reads the same without it; the Content-Security-Policy admits exactly this script by hash.
+SCRIPT = """
+(function () {
+  var table = document.getElementById("findings-table");
+  if (!table) return;
+  var body = table.tBodies[0];
+  var filter = document.getElementById("findings-filter");
+  filter.hidden = false;
+  filter.addEventListener("input", function () {
+    var q = filter.value.toLowerCase();
+    Array.prototype.forEach.call(body.rows, function (row) {
+      row.hidden = q !== "" && row.textContent.toLowerCase().indexOf(q) < 0;
+    });
+  });
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+    th.tabIndex = 0;
+    th.title = "Sort by this column";
+    var dir = 1;
+    function sort() {
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].getAttribute("data-sort") || a.cells[col].textContent;
+        var y = b.cells[col].getAttribute("data-sort") || b.cells[col].textContent;
+        return x.localeCompare(y, undefined, {numeric: true}) * dir;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+      dir = -dir;
+    }
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", function (e) { if (e.key === "Enter") sort(); });
+  });
+})();
+"""
 
 
 def findings_document(result: Analysis, argv: list[str] | None = None) -> dict[str, Any]:
@@ -107,7 +147,30 @@ def render_markdown(context: dict[str, Any]) -> str:
 
 def _context(result: Analysis, doc: dict[str, Any]) -> dict[str, Any]:
     by_rule = {r.rule.id: r.rule for r in result.rules}
+    # Findings grouped by workspace (in verdict order), each group with its timeline picture;
+    # the first MAX_DETAILED findings get their full evidence, the rest a line in the table.
+    groups: dict[str, dict[str, Any]] = {}
+    for n, f in enumerate(doc["findings"]):
+        key = f["workspace_id"] or ""
+        group = groups.setdefault(
+            key,
+            {
+                "workspace_id": key,
+                "workspace_name": f["workspace_name"],
+                "svg": draw(result.timelines[key], doc["export_as_of"])
+                if key in result.timelines
+                else None,
+                "findings": [],
+            },
+        )
+        if n < MAX_DETAILED:
+            group["findings"].append(f)
     return {
+        "groups": [g for g in groups.values() if g["findings"]],
+        "detailed": min(len(doc["findings"]), MAX_DETAILED),
+        "rule_digests": {r.rule.id: _digest(r.rule.sql) for r in result.rules},
+        "schema_version": result.schema_version,
+        "script": SCRIPT,
         "doc": doc,
         "findings": doc["findings"],
         "rules": by_rule,
@@ -123,6 +186,33 @@ def _context(result: Analysis, doc: dict[str, Any]) -> dict[str, Any]:
         "as_of": doc["export_as_of"],
         "omitted": 0,
     }
+
+
+def check_query(finding: dict[str, Any]) -> str:
+    """A psql query a maintainer runs on their own database to see the rows behind a finding."""
+    ws = str(uuid.UUID(finding["workspace_id"])) if finding["workspace_id"] else ""
+    agent = str(uuid.UUID(finding["agent_id"]))
+    return f"""-- Builds of workspace {finding["workspace_name"]!r} with their agent rows;
+-- the finding is about agent {agent} (build #{finding["build_number"]}).
+SELECT wb.build_number, wb.transition, wb.created_at AS build_created_at,
+       pj.completed_at AS job_completed_at, pj.error AS job_error,
+       wa.id AS agent_id, wa.name, wa.lifecycle_state, wa.first_connected_at,
+       wa.started_at, wa.ready_at, wa.disconnected_at, wa.version, wa.auth_instance_id
+FROM workspace_builds wb
+JOIN provisioner_jobs pj ON pj.id = wb.job_id
+LEFT JOIN (workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id)
+       ON wr.job_id = wb.job_id
+WHERE wb.workspace_id = '{ws}'
+ORDER BY wb.build_number, wa.name;"""
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def script_hash() -> str:
+    """The CSP source expression that admits SCRIPT and nothing else."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode() + "'"
 
 
 def _environment(markdown: bool = False) -> Environment:
@@ -142,6 +232,9 @@ def _environment(markdown: bool = False) -> Environment:
     env.filters["fenced"] = fenced
     env.filters["log_excerpt"] = _log_excerpt
     env.filters["mark"] = _mark
+    env.globals["script_hash"] = script_hash
+    env.globals["check_query"] = check_query
+    env.globals["severity_rank"] = lambda sev: SEVERITIES.index(sev)
     return env
 
 

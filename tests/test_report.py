@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from forensics.cli import app
 from forensics.errors import ExitCode
-from forensics.report import MAX_MARKDOWN
+from forensics.report import MAX_MARKDOWN, SCRIPT, script_hash
 from forensics.synth import ScenarioBuilder, sample_scenario, write_dump
 from tests.cases import T0, H, S, _boot, _ready, _suspended_vm
 
@@ -204,6 +204,11 @@ def test_markup_in_inputs_fires_the_finding(evil_run):
 def test_report_html_escapes_everything_from_the_inputs(evil_run):
     _, out = evil_run
     html = (out / "report.html").read_text()
+    # The one script is the report's own table sorter, admitted by hash in the CSP; any other
+    # script tag would have come from the inputs.
+    own = f"<script>{SCRIPT}</script>"
+    assert html.count(own) == 1
+    html = html.replace(own, "")
     assert "<img" not in html.lower()
     assert "<script" not in html.lower() and "</script" not in html.lower()
     assert "<b>bold" not in html
@@ -280,7 +285,9 @@ def test_report_html_loads_nothing_from_anywhere(sample_out):
         assert "@import" not in css
         for ref in re.findall(r"url\(\s*['\"]?([^'\")]*)", css):
             assert not re.match(r"(https?:)?//", ref), ref
-    assert not {n.tag for n in elements} & {"script", "link", "iframe", "object", "embed", "img"}
+    assert not {n.tag for n in elements} & {"link", "iframe", "object", "embed", "img"}
+    scripts = [n for n in elements if n.tag == "script"]
+    assert len(scripts) == 1 and not scripts[0].attrs  # inline only, no src
     [csp] = [
         n.attrs["content"]
         for n in elements
@@ -289,6 +296,7 @@ def test_report_html_loads_nothing_from_anywhere(sample_out):
     ]
     directives = [d.strip() for d in (csp or "").split(";")]
     assert "default-src 'none'" in directives
+    assert f"script-src {script_hash()}" in directives  # that one script, nothing else
 
 
 def test_verdict_comes_first_then_findings_then_coverage(sample_out):
