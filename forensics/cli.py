@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 import textwrap
 import traceback
@@ -14,6 +15,7 @@ import typer
 from dateutil import parser as dateparser
 
 from forensics import __version__
+from forensics.anonymize import Pseudonymizer
 from forensics.engine import analyze
 from forensics.errors import ExitCode, ForensicsError, UsageError
 from forensics.report import write_outputs
@@ -86,6 +88,21 @@ def analyze_cmd(
         list[str] | None,
         typer.Option("--param", help="Override a rule parameter: RULE_ID.NAME=VALUE (repeatable)."),
     ] = None,
+    anonymize: Annotated[
+        bool,
+        typer.Option(
+            "--anonymize",
+            help="Replace usernames, emails, workspace and host names and IPs with pseudonyms.",
+        ),
+    ] = False,
+    anonymize_key: Annotated[
+        str | None,
+        typer.Option(
+            "--anonymize-key",
+            help="Key for --anonymize (implies it): the same key gives the same pseudonyms "
+            "across reports. Default: a random key, used once and written nowhere.",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show a traceback on errors.")] = False,
 ) -> None:
     """Analyse exported tables and agent logs; write the report and print the verdict."""
@@ -93,7 +110,12 @@ def analyze_cmd(
         when = _parse_time(generated_at) if generated_at else None
         chosen = choose(load_rules(rules_dir), _ids(select), _ids(ignore), param)
         result = analyze(paths, fail_on=fail_on, generated_at=when, rules=chosen)
-        write_outputs(result, out, argv=sys.argv)
+        pseudonyms = None
+        if anonymize or anonymize_key is not None:
+            key = anonymize_key.encode() if anonymize_key is not None else secrets.token_bytes(32)
+            pseudonyms = Pseudonymizer(result.identifiers, key)
+        argv = sys.argv if pseudonyms is None else [*sys.argv[:2], "…"]  # paths may name hosts
+        write_outputs(result, out, argv=argv, pseudonyms=pseudonyms)
     except ForensicsError as exc:
         if debug:
             traceback.print_exc()
@@ -107,7 +129,7 @@ def analyze_cmd(
         )
         raise typer.Exit(ExitCode.INTERNAL) from None
     for line in verdict_lines(result):
-        typer.echo(line)
+        typer.echo(pseudonyms.text(line) if pseudonyms else line)
     for run in result.rules:
         if run.status != "ran":
             typer.echo(f"note: rule {run.rule.id} {run.status}: {run.reason}", err=True)

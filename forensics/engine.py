@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from forensics import __version__
+from forensics.anonymize import Identifiers
 from forensics.db import connect, one, scalar
 from forensics.discover import Source, discover
 from forensics.errors import InputError, UsageError
@@ -78,9 +79,9 @@ class Analysis:
     tool: str = f"forensics {__version__}"
     # Per affected workspace: builds, agent rows and agent processes, for the timeline picture.
     timelines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    schema_version: str | None = (
-        None  # Coder's migration version, when schema_migrations was exported
-    )
+    # Coder's migration version, when schema_migrations was exported.
+    schema_version: str | None = None
+    identifiers: Identifiers = field(default_factory=Identifiers)  # for --anonymize
 
     def failing(self) -> list[Finding]:
         """Findings at or above the --fail-on threshold."""
@@ -172,7 +173,32 @@ def _run(
         fail_on=fail_on,
         model_notes=notes,
         timelines={ws: _timeline(con, ws, findings) for ws in _affected(findings)},
+        schema_version=scalar(con, "SELECT CAST(max(version) AS VARCHAR) FROM schema_migrations"),
+        identifiers=_identifiers(con, sources),
     )
+
+
+GENERIC_DIRS = {"logs", "log", "tmp", "var", "agent", "agents", "coder", "db", "dump", "."}
+
+
+def _identifiers(con: duckdb.DuckDBPyConnection, sources: list[Source]) -> Identifiers:
+    """Names of people, workspaces and hosts in the inputs, for --anonymize."""
+    ids = Identifiers()
+    for kind, sql in (
+        ("user", "SELECT username FROM users UNION SELECT name FROM users"),
+        ("email", "SELECT email FROM users"),
+        ("workspace", "SELECT name FROM workspaces"),
+        ("host", "SELECT auth_instance_id FROM workspace_agents"),
+    ):
+        for (value,) in con.execute(sql).fetchall():
+            ids.add(kind, value)
+    for src in sources:
+        if src.kind in ("agent_log", "log"):
+            # Logs are collected per host: the directory a log sits in names its host.
+            parent = Path(src.display).parent.name
+            if parent.lower() not in GENERIC_DIRS:
+                ids.add("host", parent)
+    return ids
 
 
 def _affected(findings: list[Finding]) -> list[str]:

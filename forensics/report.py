@@ -19,6 +19,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from forensics.anonymize import Pseudonymizer
 from forensics.engine import Analysis, jsonable
 from forensics.errors import ExitCode
 from forensics.rules import SEVERITIES
@@ -119,12 +120,26 @@ def findings_document(result: Analysis, argv: list[str] | None = None) -> dict[s
     }
 
 
-def write_outputs(result: Analysis, out: Path, argv: list[str] | None = None) -> None:
-    """Write the three outputs into `out` (created if needed)."""
+def write_outputs(
+    result: Analysis,
+    out: Path,
+    argv: list[str] | None = None,
+    pseudonyms: Pseudonymizer | None = None,
+) -> None:
+    """Write the three outputs into `out` (created if needed).
+
+    With `pseudonyms` (--anonymize), names of people, workspaces and hosts, emails and IP
+    addresses are replaced by keyed pseudonyms in all three outputs alike.
+    """
     out.mkdir(parents=True, exist_ok=True)
     doc = findings_document(result, argv)
+    timelines = result.timelines
+    if pseudonyms is not None:
+        doc = pseudonyms.apply(doc)
+        doc["anonymized"] = True
+        timelines = pseudonyms.apply(timelines)
     (out / "findings.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    context = _context(result, doc)
+    context = _context(result, doc, timelines)
     html = _environment().get_template("report.html").render(**context)
     (out / "report.html").write_text(html, encoding="utf-8")
     (out / "summary.md").write_text(render_markdown(context), encoding="utf-8")
@@ -145,7 +160,9 @@ def render_markdown(context: dict[str, Any]) -> str:
         shown = max(0, shown - max(1, shown // 4))
 
 
-def _context(result: Analysis, doc: dict[str, Any]) -> dict[str, Any]:
+def _context(
+    result: Analysis, doc: dict[str, Any], timelines: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     by_rule = {r.rule.id: r.rule for r in result.rules}
     # Findings grouped by workspace (in verdict order), each group with its timeline picture;
     # the first MAX_DETAILED findings get their full evidence, the rest a line in the table.
@@ -157,14 +174,14 @@ def _context(result: Analysis, doc: dict[str, Any]) -> dict[str, Any]:
             {
                 "workspace_id": key,
                 "workspace_name": f["workspace_name"],
-                "svg": draw(result.timelines[key], doc["export_as_of"])
-                if key in result.timelines
-                else None,
+                "svg": draw(timelines[key], doc["export_as_of"]) if key in timelines else None,
                 "findings": [],
             },
         )
         if n < MAX_DETAILED:
             group["findings"].append(f)
+    for key, group in groups.items():
+        group["text_timeline"] = text_timeline(timelines[key]) if key in timelines else []
     return {
         "groups": [g for g in groups.values() if g["findings"]],
         "detailed": min(len(doc["findings"]), MAX_DETAILED),
@@ -176,9 +193,9 @@ def _context(result: Analysis, doc: dict[str, Any]) -> dict[str, Any]:
         "rules": by_rule,
         "runs": result.rules,
         "inputs": doc["inputs"],
-        "tables": result.tables,
-        "logs": result.logs,
-        "notes": result.model_notes,
+        "tables": doc["coverage"]["tables"],
+        "logs": doc["coverage"]["logs"],
+        "notes": doc["coverage"]["notes"],
         "verdict": doc["verdict"],
         "generated_at": doc["generated_at"],
         "tool": result.tool,
@@ -186,6 +203,57 @@ def _context(result: Analysis, doc: dict[str, Any]) -> dict[str, Any]:
         "as_of": doc["export_as_of"],
         "omitted": 0,
     }
+
+
+def text_timeline(timeline: dict[str, Any], limit: int = 40) -> list[str]:
+    """One workspace's builds, agent rows and agent processes as time-ordered lines of text."""
+    events: list[tuple[str, str]] = []
+    build_of = {a["agent_id"]: a["build_number"] for a in timeline["agents"]}
+    flagged = set(timeline["flagged"])
+    for b in timeline["builds"]:
+        events.append((b["created_at"], f"build #{b['build_number']} {b['transition']} created"))
+    for a in timeline["agents"]:
+        row = f"build #{a['build_number']} agent row {a['agent_id'][:8]}"
+        mark = "  <- finding" if a["agent_id"] in flagged else ""
+        for column, what in (
+            ("first_connected_at", "first connected"),
+            ("started_at", "reported starting"),
+            ("ready_at", f"reported {a['lifecycle_state']}"),
+            ("disconnected_at", "disconnected"),
+        ):
+            if a[column]:
+                events.append(
+                    (a[column], f"{row} {what}{mark if column == 'first_connected_at' else ''}")
+                )
+        if a["first_connected_at"] and not a["started_at"]:
+            events.append((a["first_connected_at"], f"{row} is still '{a['lifecycle_state']}'"))
+    for p in timeline["processes"]:
+        parts = p["stream"].split("/")
+        name = f"process {p['process_no']} ({parts[-2] if len(parts) > 1 else parts[-1]})"
+        if not p["start_seen"]:
+            events.append((p["began_at"], f"{name} first line seen (its start is not in the logs)"))
+        for e in p["events"] or []:
+            if e["kind"] == "manifest" and e["agent_id"]:
+                target = build_of.get(e["agent_id"])
+                whose = f"build #{target}'s" if target is not None else "an unknown"
+                events.append(
+                    (
+                        e["ts"],
+                        f"{name} fetched the manifest of {whose} agent row {e['agent_id'][:8]}",
+                    )
+                )
+            elif e["kind"] in (
+                "process start",
+                "reinitialization",
+                "disconnect",
+                "connection error",
+            ):
+                events.append((e["ts"], f"{name} {e['kind']}"))
+    events.sort()
+    lines = [f"{_when(ts)[:19]}  {text}" for ts, text in events]
+    if len(lines) > limit:
+        lines = lines[: limit - 1] + [f"... {len(lines) - limit + 1} more events in report.html"]
+    return lines
 
 
 def check_query(finding: dict[str, Any]) -> str:

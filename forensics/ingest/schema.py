@@ -170,6 +170,13 @@ TABLES: dict[str, Table] = {
             required=("script_id", "started_at"),
             key=("script_id", "started_at"),
         ),
+        Table(
+            # Coder's migration version: which schema the export came from (provenance).
+            "schema_migrations",
+            _cols("version:int dirty:bool"),
+            required=("version",),
+            key=("version",),
+        ),
     ]
 }
 
@@ -191,6 +198,7 @@ SIGNATURE_COLUMNS = {
     "workspace_agent_logs": {"agent_id", "output", "log_source_id"},
     "workspace_agent_scripts": {"workspace_agent_id", "script", "timeout_seconds", "run_on_start"},
     "workspace_agent_script_timings": {"script_id", "exit_code", "stage", "status"},
+    "schema_migrations": {"version", "dirty"},
 }
 
 
