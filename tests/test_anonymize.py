@@ -10,7 +10,15 @@ from forensics.errors import ExitCode
 
 SAMPLE = "sample_data/incident"
 OUTPUTS = ("report.html", "findings.json", "summary.md")
-NAMES = ["ml-train", "rwyrick", "R. Wyrick", "ml-train-vm", "web-pod-1", "api-vm", "prebuild-claimed"]
+NAMES = [
+    "ml-train",
+    "rwyrick",
+    "R. Wyrick",
+    "ml-train-vm",
+    "web-pod-1",
+    "api-vm",
+    "prebuild-claimed",
+]
 
 
 def run(cli, out, *extra):
