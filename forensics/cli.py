@@ -15,6 +15,7 @@ import typer
 from dateutil import parser as dateparser
 
 from forensics import __version__
+from forensics import collect as collecting
 from forensics.anonymize import Pseudonymizer
 from forensics.engine import analyze
 from forensics.errors import ExitCode, ForensicsError, UsageError
@@ -144,6 +145,101 @@ def analyze_cmd(
     if result.incomplete():
         raise typer.Exit(ExitCode.INTERNAL)
     raise typer.Exit(ExitCode.FINDINGS if result.failing() else ExitCode.OK)
+
+
+@app.command("collect")
+def collect_cmd(
+    out: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="DIR",
+            help="New directory for the dump: db/<table>.csv.gz and manifest.json.",
+            show_default=False,
+        ),
+    ] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(
+            "--dsn",
+            metavar="DSN",
+            help="libpq connection string or postgres:// URL of Coder's database "
+            "(default: the PG* environment variables).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DATE",
+            help="Only builds, jobs, resources, agents, logs and scripts created at or after "
+            "this date or time (ISO 8601, UTC unless an offset is given).",
+        ),
+    ] = None,
+    workspace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--workspace",
+            metavar="NAME",
+            help="Only this workspace, by name, any owner (repeatable).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="csv|parquet", help="gzip'd CSV, or Parquet.")
+    ] = "csv",
+    print_sql: Annotated[
+        bool,
+        typer.Option(
+            "--print-sql", help="Print the same export as a psql script instead of running it."
+        ),
+    ] = False,
+    debug: Annotated[bool, typer.Option(help="Show a traceback on errors.")] = False,
+) -> None:
+    """Export what analyze reads from a live Coder database: one read-only snapshot, no secrets."""
+    tty = sys.stderr.isatty()
+
+    def progress(level: str, message: str) -> None:
+        if level == "warning":
+            typer.echo(f"warning: {message}", err=True)
+        elif tty:
+            typer.echo(message, err=True)
+
+    try:
+        when = collecting.parse_since(since) if since else None
+        names = collecting.check_workspace_names(workspace or [])
+        if print_sql:
+            if out is not None or dsn is not None or fmt != "csv":
+                raise UsageError(
+                    "--print-sql prints a psql script to stdout: it takes no DIR, --dsn or "
+                    "--format (psql writes CSV into its current directory)"
+                )
+            typer.echo(collecting.psql_script(collecting.Scope(when, tuple(names))), nl=False)
+            raise typer.Exit(ExitCode.OK)
+        if out is None:
+            raise UsageError("collect needs a directory to write the dump into (or --print-sql)")
+        result = collecting.collect(
+            out, dsn=dsn, since=when, workspaces=names, fmt=fmt, progress=progress
+        )
+    except ForensicsError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"Error: {collecting.redact(str(exc), dsn)}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug: say so, and how to get details
+        if debug:
+            traceback.print_exc()
+        message = collecting.redact(f"{type(exc).__name__}: {exc}", dsn)
+        typer.echo(f"Error: internal error: {message} (rerun with --debug)", err=True)
+        raise typer.Exit(ExitCode.INTERNAL) from None
+    exported = [t for t in result.tables if t.status == "exported"]
+    snapshot = result.manifest["exported_at"]
+    typer.echo(
+        f"wrote {out}: {len(exported)} tables, {result.rows:,} rows, one snapshot as of "
+        f"{snapshot}; {out / 'manifest.json'} says what was exported and what was not",
+        err=True,
+    )
+    typer.echo(f"next: forensics analyze {out} <agent log directories>", err=True)
+    raise typer.Exit(ExitCode.OK)
 
 
 def verdict_lines(result) -> list[str]:

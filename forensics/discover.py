@@ -48,7 +48,7 @@ class Source:
     display: str  # path as shown to the user, relative to the input it was found under
     size: int
     sha256: str
-    kind: str  # table | agent_log | log | unrecognised | empty
+    kind: str  # table | agent_log | log | manifest | unrecognised | empty
     table: str | None = None
     format: str | None = None  # csv | ndjson | parquet | slog
     compressed: bool = False
@@ -97,6 +97,10 @@ def classify(path: Path, display: str) -> Source:
         return _as_table(src, "parquet", None)
     if magic[:4] == b"PK\x03\x04" or _is_tar(head):
         src.note = "archive (zip/tar): unpack it and pass the directory"
+        return src
+    if path.name == "manifest.json" and b'"collected_with": "forensics collect"' in head:
+        src.kind, src.format = "manifest", "json"
+        src.note = "written by forensics collect: export time, Coder migration, row counts"
         return src
     first = next((ln for ln in head.splitlines() if ln.strip()), b"")
     if SLOG_LINE.match(first) or any(SLOG_LINE.match(ln) for ln in head.splitlines()[:50]):

@@ -232,12 +232,15 @@ def _insert(
                 f"left(sha256('{hash_key}' || CAST(\"{by_name[col]}\" AS VARCHAR)), 16) END "
                 f'AS "{col}_hash"'
             )
+        elif f"{col}_hash" in by_name:
+            # Hashed at export with a key of its own (`forensics collect`): loaded as is.
+            select.append(f'CAST("{by_name[col + "_hash"]}" AS VARCHAR) AS "{col}_hash"')
         else:
             select.append(f'NULL::VARCHAR AS "{col}_hash"')
     for col in table.required:
         if col in load.missing_columns:
             checks.append(f"'{col}: column missing from the export'")
-    known = set(table.columns) | set(table.renamed)
+    known = set(table.columns) | set(table.renamed) | {f"{h}_hash" for h in table.hashed}
     for c in source_cols:
         if c.lower() in table.secret or c.lower() in table.hashed:
             load.secret_columns.append(c)
