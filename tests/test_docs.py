@@ -28,10 +28,11 @@ def test_every_rule_is_documented():
 
 
 def test_every_command_and_option_is_documented(cli):
-    for command in ("analyze", "rules list", "--version"):
+    for command in ("analyze", "collect", "rules list", "rules show", "rules test", "--version"):
         assert f"forensics {command}" in README
-    help_text = cli("analyze", "--help").stdout
-    for option in re.findall(r"--[a-z][a-z-]+", help_text):
-        if option in ("--help", "--no-debug"):
-            continue
-        assert option in README, option
+    for command in (["analyze"], ["collect"], ["rules", "test"]):
+        help_text = cli(*command, "--help").stdout
+        for option in re.findall(r"--[a-z][a-z-]+", help_text):
+            if option in ("--help", "--no-debug"):
+                continue
+            assert option in README, (command, option)
