@@ -32,7 +32,7 @@ from forensics.rules import SEVERITIES, Rule, builtin_rules, model_sql
 STANDARD_COLUMNS = ("agent_id", "workspace_id", "workspace_name", "build_number", "ts", "summary")
 MAX_LOG_EVIDENCE = 60
 BUILDS_BEFORE, BUILDS_AFTER = 20, 5  # build history shown around a finding's build
-MAX_TIMELINES = 50  # workspaces drawn as a timeline picture in one report
+MAX_TIMELINES = 200  # workspaces drawn as a timeline picture (as many as report.MAX_DETAILED)
 TIMELINE_BUILDS_BEFORE, TIMELINE_BUILDS_AFTER = 4, 2
 
 

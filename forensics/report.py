@@ -27,38 +27,45 @@ from forensics.timeline_svg import draw
 
 SCHEMA_VERSION = 1
 MAX_MARKDOWN = 60_000
+MAX_MARKDOWN_TIMELINES = 5  # text timelines in summary.md
 MAX_DETAILED = 200  # findings rendered with full evidence in report.html; all are in the table
 # Progressive enhancement for the findings table: sort by a column, filter by text. The page
 # reads the same without it; the Content-Security-Policy admits exactly this script by hash.
 SCRIPT = """
 (function () {
-  var table = document.getElementById("findings-table");
-  if (!table) return;
-  var body = table.tBodies[0];
+  var tables = document.querySelectorAll("table.findings");
+  if (!tables.length) return;
+  var more = document.getElementById("more-findings");
   var filter = document.getElementById("findings-filter");
   filter.hidden = false;
   filter.addEventListener("input", function () {
     var q = filter.value.toLowerCase();
-    Array.prototype.forEach.call(body.rows, function (row) {
-      row.hidden = q !== "" && row.textContent.toLowerCase().indexOf(q) < 0;
+    if (more && q !== "") more.open = true;
+    Array.prototype.forEach.call(tables, function (table) {
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+        row.hidden = q !== "" && row.textContent.toLowerCase().indexOf(q) < 0;
+      });
     });
   });
-  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
-    th.tabIndex = 0;
-    th.title = "Sort by this column";
-    var dir = 1;
-    function sort() {
-      var rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = a.cells[col].getAttribute("data-sort") || a.cells[col].textContent;
-        var y = b.cells[col].getAttribute("data-sort") || b.cells[col].textContent;
-        return x.localeCompare(y, undefined, {numeric: true}) * dir;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-      dir = -dir;
-    }
-    th.addEventListener("click", sort);
-    th.addEventListener("keydown", function (e) { if (e.key === "Enter") sort(); });
+  Array.prototype.forEach.call(tables, function (table) {
+    var body = table.tBodies[0];
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.tabIndex = 0;
+      th.title = "Sort by this column";
+      var dir = 1;
+      function sort() {
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = a.cells[col].getAttribute("data-sort") || a.cells[col].textContent;
+          var y = b.cells[col].getAttribute("data-sort") || b.cells[col].textContent;
+          return x.localeCompare(y, undefined, {numeric: true}) * dir;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+        dir = -dir;
+      }
+      th.addEventListener("click", sort);
+      th.addEventListener("keydown", function (e) { if (e.key === "Enter") sort(); });
+    });
   });
 })();
 """
@@ -152,8 +159,16 @@ def render_markdown(context: dict[str, Any]) -> str:
     findings = context["findings"]
     shown = len(findings)
     while True:
+        # Text timelines only for the workspaces of the findings shown, at most a few.
+        workspaces = {f["workspace_id"] for f in findings[:shown]}
+        groups = [g for g in context["groups"] if g["workspace_id"] in workspaces]
         text = template.render(
-            **{**context, "findings": findings[:shown], "omitted": len(findings) - shown}
+            **{
+                **context,
+                "findings": findings[:shown],
+                "groups": groups[:MAX_MARKDOWN_TIMELINES],
+                "omitted": len(findings) - shown,
+            }
         )
         if len(text) <= MAX_MARKDOWN or shown == 0:
             return text

@@ -233,6 +233,18 @@ def canceled_build_whose_agent_connected(b):
 
 
 @case
+def stop_build_never_completed(b):
+    # No provisioner picked up the stop's job: it is still running hours later, and the
+    # start build's agent keeps serving the workspace.
+    owner = b.user("hung")
+    ws = b.workspace("hung-stop", owner, b.template("k8s", kind="pod"))
+    bld = b.build(ws, "start", at=T0)
+    _ready(b, bld, T0 + 50 * S, last_connected_at=T0 + 9 * H)
+    b.build(ws, "stop", at=T0 + 5 * H, job_status="running")
+    return {("build-job-never-completed", "hung-stop", 1)}
+
+
+@case
 def lookalike_ephemeral_pods(b):
     owner = b.user("pods")
     ws = b.workspace("web", owner, b.template("k8s-pod", kind="pod"))
