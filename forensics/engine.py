@@ -10,7 +10,7 @@ import re
 import secrets
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -149,11 +149,12 @@ def _run(
     as_of = scalar(con, "SELECT as_of FROM export_facts")
     missing = _missing_columns(table_loads)
     runs, findings = [], []
+    evidence_cache: dict[tuple[Any, ...], Any] = {}  # several rules often flag the same row
     have_logs = any(src.kind == "agent_log" for src in sources)
     for rule in rules:
         run, rows = _run_rule(con, rule, missing, have_logs)
         runs.append(run)
-        findings += [_finding(con, rule, row) for row in rows]
+        findings += [_finding(con, rule, row, evidence_cache) for row in rows]
     findings.sort(
         key=lambda f: (
             -SEVERITIES.index(f.severity),
@@ -385,14 +386,27 @@ def _run_rule(
     return RuleRun(rule, "ran", findings=len(rows)), rows
 
 
-def _finding(con: duckdb.DuckDBPyConnection, rule: Rule, row: dict[str, Any]) -> Finding:
+def _finding(
+    con: duckdb.DuckDBPyConnection,
+    rule: Rule,
+    row: dict[str, Any],
+    cache: dict[tuple[Any, ...], Any],
+) -> Finding:
     agent_id = str(row["agent_id"])
     extra = {k: scrub(jsonable(v)) for k, v in row.items() if k not in STANDARD_COLUMNS}
     evidence = {
         "rule": extra,
-        "agent": _agent_row(con, agent_id),
-        **_build_history(con, row["workspace_id"], row["build_number"]),
-        "log_lines": _log_lines(con, agent_id, row.get("log_stream"), row.get("process_no")),
+        "agent": _once(cache, ("agent", agent_id), lambda: _agent_row(con, agent_id)),
+        **_once(
+            cache,
+            ("builds", row["workspace_id"], row["build_number"]),
+            lambda: _build_history(con, row["workspace_id"], row["build_number"]),
+        ),
+        "log_lines": _once(
+            cache,
+            ("logs", agent_id, row.get("log_stream"), row.get("process_no")),
+            lambda: _log_lines(con, agent_id, row.get("log_stream"), row.get("process_no")),
+        ),
     }
     return Finding(
         rule=rule.id,
@@ -407,6 +421,15 @@ def _finding(con: duckdb.DuckDBPyConnection, rule: Rule, row: dict[str, Any]) ->
         evidence=evidence,
         fingerprint=hashlib.sha256(f"{rule.id}|{agent_id}".encode()).hexdigest()[:16],
     )
+
+
+def _once(
+    cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], compute: Callable[[], Any]
+) -> Any:
+    """`compute()` the first time `key` is asked for in this run, the stored value after."""
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
 
 
 AGENT_COLUMNS = (
