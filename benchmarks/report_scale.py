@@ -34,21 +34,12 @@ from forensics.engine import analyze  # noqa: E402
 from forensics.report import write_outputs  # noqa: E402
 from forensics.synth import ScenarioBuilder, write_dump  # noqa: E402
 from tests.cases import T0, _suspended_vm  # noqa: E402
+from tests.test_browser import FLAGS  # noqa: E402  (the browser tests' offline Chromium flags)
 
 MAX_HTML = 10 * 1024 * 1024  # bytes
 MAX_MD = 60_000  # characters
 MAX_LOAD = 2.0  # seconds, navigation start to the end of the load event
 PINNED = datetime(2026, 5, 20, tzinfo=UTC)
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-]
 # Parts of the page, each removable to see what it costs (regexes over the HTML).
 PARTS = {
     "findings table rows": r"<tr><td data-sort=.*?</tr>\s*",

@@ -110,9 +110,12 @@ def analyze_cmd(
     try:
         when = _parse_time(generated_at) if generated_at else None
         chosen = choose(load_rules(rules_dir), _ids(select), _ids(ignore), param)
-        result = analyze(paths, fail_on=fail_on, generated_at=when, rules=chosen)
+        wants_pseudonyms = anonymize or anonymize_key is not None
+        result = analyze(
+            paths, fail_on=fail_on, generated_at=when, rules=chosen, identify=wants_pseudonyms
+        )
         pseudonyms = None
-        if anonymize or anonymize_key is not None:
+        if wants_pseudonyms:
             key = anonymize_key.encode() if anonymize_key is not None else secrets.token_bytes(32)
             pseudonyms = Pseudonymizer(result.identifiers, key)
         argv = sys.argv if pseudonyms is None else [*sys.argv[:2], "…"]  # paths may name hosts

@@ -31,6 +31,7 @@ AGENT_MARKERS = (
     b"fetched manifest",
     b"connecting to coderd",
 )
+LOG_KINDS = ("agent_log", "log")  # kinds of Source that are parsed as slog logs
 TABLE_EXTENSIONS = {
     ".csv": "csv",
     ".ndjson": "ndjson",

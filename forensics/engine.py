@@ -22,7 +22,7 @@ import duckdb
 from forensics import __version__
 from forensics.anonymize import Identifiers
 from forensics.db import connect, one, scalar
-from forensics.discover import Source, discover
+from forensics.discover import LOG_KINDS, Source, discover
 from forensics.errors import InputError, UsageError
 from forensics.ingest.logs import SECRET, LogLoad, load_logs, parse_log
 from forensics.ingest.schema import REQUIRED_TABLES, TABLES, export_command
@@ -98,10 +98,13 @@ def analyze(
     fail_on: str = "high",
     generated_at: datetime | None = None,
     rules: list[Rule] | None = None,
+    identify: bool = False,
 ) -> Analysis:
     """Analyse the files under `paths` and return findings with evidence and input coverage.
 
     `rules` defaults to the built-in rules (see `forensics.rules.load_rules` and `choose`).
+    `identify` collects the names of people, workspaces and hosts (`Analysis.identifiers`),
+    which --anonymize needs.
     """
     if fail_on not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}")
@@ -112,7 +115,10 @@ def analyze(
         con = connect(Path(tmp) / "spill")
         try:
             chosen = builtin_rules() if rules is None else rules
-            return _run(con, sources, Path(tmp), fail_on, generated_at, chosen)
+            result = _run(con, sources, Path(tmp), fail_on, generated_at, chosen)
+            if identify:
+                result.identifiers = _identifiers(con, sources)
+            return result
         finally:
             con.close()
 
@@ -135,9 +141,7 @@ def _run(
     work = tmp / "logs"
     work.mkdir()
     log_files = [
-        (n, src, parse_log(src, n, work))
-        for n, src in enumerate(sources)
-        if src.kind in ("agent_log", "log")
+        (n, src, parse_log(src, n, work)) for n, src in enumerate(sources) if src.kind in LOG_KINDS
     ]
     load_logs(con, work, log_files)
     for name, sql in model_sql():
@@ -175,7 +179,6 @@ def _run(
         model_notes=notes,
         timelines={ws: _timeline(con, ws, findings) for ws in _affected(findings)},
         schema_version=scalar(con, "SELECT CAST(max(version) AS VARCHAR) FROM schema_migrations"),
-        identifiers=_identifiers(con, sources),
     )
 
 
@@ -194,7 +197,7 @@ def _identifiers(con: duckdb.DuckDBPyConnection, sources: list[Source]) -> Ident
         for (value,) in con.execute(sql).fetchall():
             ids.add(kind, value)
     for src in sources:
-        if src.kind in ("agent_log", "log"):
+        if src.kind in LOG_KINDS:
             # Logs are collected per host: the directory a log sits in names its host.
             parent = Path(src.display).parent.name
             if parent.lower() not in GENERIC_DIRS:
@@ -265,7 +268,7 @@ def _records(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> lis
 
 def _require_usable(sources: list[Source]) -> None:
     """Refuse inputs that cannot give an honest answer: nothing usable, or no agents/builds."""
-    usable = [s for s in sources if s.kind in ("table", "agent_log", "log")]
+    usable = [s for s in sources if s.kind == "table" or s.kind in LOG_KINDS]
     if not usable:
         listing = "\n".join(f"  {s.display}: {s.note or s.kind}" for s in sources[:20])
         more = f"\n  ... and {len(sources) - 20} more" if len(sources) > 20 else ""
@@ -276,7 +279,7 @@ def _require_usable(sources: list[Source]) -> None:
     found = sorted({s.table for s in sources if s.table})
     missing = [t for t in REQUIRED_TABLES if t not in found]
     if missing:
-        logs = sum(1 for s in sources if s.kind in ("agent_log", "log"))
+        logs = sum(1 for s in sources if s.kind in LOG_KINDS)
         commands = "\n".join(f"  {export_command(t)}" for t in missing)
         raise InputError(
             f"required table(s) missing: {', '.join(missing)}. Found tables: "
@@ -432,35 +435,15 @@ def _once(
     return cache[key]
 
 
-AGENT_COLUMNS = (
-    "agent_id",
-    "agent_name",
-    "workspace_name",
-    "build_number",
-    "transition",
-    "lifecycle_state",
-    "agent_created_at",
-    "first_connected_at",
-    "last_connected_at",
-    "disconnected_at",
-    "started_at",
-    "ready_at",
-    "version",
-    "api_version",
-    "expanded_directory",
-    "logs_length",
-    "startup_log_rows",
-    "auth_instance_id",
-    "agent_deleted",
-    "joined_by",
-)
+AGENT_COLUMNS = """agent_id, agent_name, workspace_name, build_number, transition, lifecycle_state,
+    agent_created_at, first_connected_at, last_connected_at, disconnected_at, started_at,
+    ready_at, version, api_version, expanded_directory, logs_length, startup_log_rows,
+    auth_instance_id, agent_deleted, joined_by"""
 
 
 def _agent_row(con: duckdb.DuckDBPyConnection, agent_id: str) -> dict[str, Any]:
-    cols = ", ".join(AGENT_COLUMNS)
-    cur = con.execute(f"SELECT {cols} FROM agent_builds WHERE agent_id = ?", [agent_id])
-    row = cur.fetchone()
-    return {c: jsonable(v) for c, v in zip(AGENT_COLUMNS, row, strict=True)} if row else {}
+    rows = _records(con, f"SELECT {AGENT_COLUMNS} FROM agent_builds WHERE agent_id = ?", [agent_id])
+    return rows[0] if rows else {}
 
 
 def _build_history(
@@ -468,9 +451,10 @@ def _build_history(
 ) -> dict[str, Any]:
     """The builds around the finding's build (`builds`) and how many were left out."""
     low, high = build_number - BUILDS_BEFORE, build_number + BUILDS_AFTER
-    rows = con.execute(
-        """SELECT b.build_number, b.transition, b.reason, b.build_created_at, b.job_status,
-                  b.job_completed_at,
+    builds = _records(
+        con,
+        """SELECT b.build_number, b.transition, b.reason, b.build_created_at AS created_at,
+                  b.job_status, b.job_completed_at,
                   list({'agent_id': CAST(a.agent_id AS VARCHAR), 'name': a.agent_name,
                         'lifecycle_state': a.lifecycle_state,
                         'first_connected_at': a.first_connected_at,
@@ -481,26 +465,14 @@ def _build_history(
            WHERE b.workspace_id = ? AND b.build_number BETWEEN ? AND ?
            GROUP BY ALL ORDER BY b.build_number""",
         [workspace_id, low, high],
-    ).fetchall()
+    )
     before, after = one(
         con,
         """SELECT count(*) FILTER (build_number < ?), count(*) FILTER (build_number > ?)
            FROM builds WHERE workspace_id = ?""",
         [low, high, workspace_id],
     )
-    keys = (
-        "build_number",
-        "transition",
-        "reason",
-        "created_at",
-        "job_status",
-        "job_completed_at",
-        "agents",
-    )
-    return {
-        "builds": [{k: jsonable(v) for k, v in zip(keys, r, strict=True)} for r in rows],
-        "builds_not_shown": {"before": before, "after": after},
-    }
+    return {"builds": builds, "builds_not_shown": {"before": before, "after": after}}
 
 
 def _log_lines(

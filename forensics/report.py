@@ -203,7 +203,6 @@ def _context(
         "rule_digests": {r.rule.id: _digest(r.rule.sql) for r in result.rules},
         "schema_version": result.schema_version,
         "script": SCRIPT,
-        "doc": doc,
         "findings": doc["findings"],
         "rules": by_rule,
         "runs": result.rules,
