@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import textwrap
@@ -14,12 +15,13 @@ from typing import Annotated
 import typer
 from dateutil import parser as dateparser
 
-from forensics import __version__
+from forensics import __version__, timeline_text
 from forensics import collect as collecting
 from forensics.anonymize import Pseudonymizer
-from forensics.engine import analyze
+from forensics.engine import analyze, jsonable
 from forensics.errors import ExitCode, ForensicsError, UsageError
-from forensics.report import write_outputs
+from forensics.history import DEFAULT_WAIT, History, Outcome, check_options, checkpoint
+from forensics.report import check_out_dir, staged_dir, write_index, write_outputs
 from forensics.rule_cases import run_cases
 from forensics.rules import SEVERITIES, choose, load_rules
 
@@ -36,6 +38,16 @@ app.add_typer(rules_app, name="rules")
 RulesDirs = Annotated[
     list[Path] | None,
     typer.Option("--rules", help="A directory of your own rule files (*.sql); repeatable."),
+]
+LogOffsets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--log-offset",
+        metavar="HOST=SECONDS",
+        help="A host's clock offset from the server's, in seconds (positive: the host's clock "
+        "is ahead), used instead of the estimate; repeatable. HOST is the directory its logs "
+        "are in, as the report's clock table shows it.",
+    ),
 ]
 
 
@@ -58,7 +70,10 @@ def _root(
 def analyze_cmd(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Directories or files: table exports, agent logs.", show_default=False),
+        typer.Argument(
+            help="Directories or files: table exports, agent logs, support bundles.",
+            show_default=False,
+        ),
     ],
     out: Annotated[
         Path,
@@ -104,22 +119,119 @@ def analyze_cmd(
             "across reports. Default: a random key, used once and written nowhere.",
         ),
     ] = None,
+    log_offset: LogOffsets = None,
+    history: Annotated[
+        Path | None,
+        typer.Option(
+            "--history",
+            metavar="FILE",
+            help="Record the run in this DuckDB history file and report what is new, still "
+            "open, resolved or regressed since the last run; index.html of the runs goes in "
+            "the parent directory of --out.",
+        ),
+    ] = None,
+    fail_on_new: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-new",
+            help="With --history: exit 1 only when a new or regressed finding is at or above "
+            "--fail-on (a re-run of a recorded export exits 0).",
+        ),
+    ] = False,
+    keep_runs: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-runs", metavar="N", help="With --history: keep only the N latest runs."
+        ),
+    ] = None,
+    keep_days: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-days",
+            metavar="N",
+            help="With --history: drop runs recorded more than N days before this one.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --history: record the run even when the same input files are already "
+            "recorded.",
+        ),
+    ] = False,
+    history_wait: Annotated[
+        float,
+        typer.Option(
+            "--history-wait",
+            metavar="SECONDS",
+            help="With --history: how long to wait for another run to release the history "
+            "file before giving up (exit 2).",
+        ),
+    ] = DEFAULT_WAIT,
     debug: Annotated[bool, typer.Option(help="Show a traceback on errors.")] = False,
 ) -> None:
     """Analyse exported tables and agent logs; write the report and print the verdict."""
+    hist: History | None = None
+    outcome: Outcome | None = None
     try:
         when = _parse_time(generated_at) if generated_at else None
+        offsets = parse_log_offsets(log_offset)
         chosen = choose(load_rules(rules_dir), _ids(select), _ids(ignore), param)
+        check_options(history, fail_on_new, force, keep_runs, keep_days, history_wait)
+        check_out_dir(out)
         wants_pseudonyms = anonymize or anonymize_key is not None
+        if history is not None:
+            hist = History.open(
+                history,
+                wait=history_wait,
+                progress=lambda m: typer.echo(f"history: {m}", err=True),
+            )
         result = analyze(
-            paths, fail_on=fail_on, generated_at=when, rules=chosen, identify=wants_pseudonyms
+            paths,
+            fail_on=fail_on,
+            generated_at=when,
+            rules=chosen,
+            identify=wants_pseudonyms,
+            log_offsets=offsets,
+            inspect=hist.capture if hist is not None else None,
         )
         pseudonyms = None
         if wants_pseudonyms:
             key = anonymize_key.encode() if anonymize_key is not None else secrets.token_bytes(32)
             pseudonyms = Pseudonymizer(result.identifiers, key)
         argv = sys.argv if pseudonyms is None else [*sys.argv[:2], "…"]  # paths may name hosts
-        write_outputs(result, out, argv=argv, pseudonyms=pseudonyms)
+        if hist is not None:
+            outcome = hist.record(
+                result,
+                out,
+                force=force,
+                keep_runs=keep_runs,
+                keep_days=keep_days,
+                fail_on_new=fail_on_new,
+            )
+        # The report directory appears whole or not at all; with --history, the history is
+        # committed first, so a report never claims a run that the history does not hold.
+        with staged_dir(out) as stage:
+            write_outputs(
+                result,
+                stage,
+                argv=argv,
+                pseudonyms=pseudonyms,
+                history=outcome.document if outcome is not None else None,
+            )
+            if hist is not None:
+                hist.commit()
+                checkpoint("report-publish")
+        if hist is not None and history is not None:
+            checkpoint("index")
+            index = write_index(
+                out.parent,
+                hist.runs(),
+                str(history),
+                result.tool,
+                jsonable(result.generated_at),
+            )
     except ForensicsError as exc:
         if debug:
             traceback.print_exc()
@@ -132,7 +244,13 @@ def analyze_cmd(
             f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True
         )
         raise typer.Exit(ExitCode.INTERNAL) from None
-    for line in verdict_lines(result):
+    finally:
+        if hist is not None:
+            hist.close()
+    lines = verdict_lines(result)
+    if outcome is not None and fail_on_new:
+        lines[0] = _new_verdict(result, outcome)
+    for line in lines:
         typer.echo(pseudonyms.text(line) if pseudonyms else line)
     for run in result.rules:
         if run.status != "ran":
@@ -145,9 +263,59 @@ def analyze_cmd(
     typer.echo(
         f"wrote {out / 'report.html'}, {out / 'findings.json'}, {out / 'summary.md'}", err=True
     )
+    if outcome is not None:
+        for line in _history_lines(outcome, history):
+            typer.echo(line, err=True)
+        typer.echo(f"wrote {index}", err=True)
     if result.incomplete():
         raise typer.Exit(ExitCode.INTERNAL)
+    if outcome is not None and fail_on_new:
+        raise typer.Exit(ExitCode.FINDINGS if outcome.new_failing(fail_on) else ExitCode.OK)
     raise typer.Exit(ExitCode.FINDINGS if result.failing() else ExitCode.OK)
+
+
+def _new_verdict(result, outcome: Outcome) -> str:
+    """The verdict line under --fail-on-new: about what is new, with the totals after it."""
+    new = outcome.new_failing(result.fail_on)
+    since = f" since run #{outcome.previous}" if outcome.previous is not None else ""
+    floor = result.fail_on
+    total = f"{len(result.findings)} finding(s), {len(result.failing())} at or above {floor}"
+    if not outcome.recorded:
+        return f"OK: re-run of run #{outcome.run}, nothing new ({total})"
+    if new:
+        return f"FAIL: {new} new or regressed finding(s) at or above {floor}{since} ({total})"
+    return f"OK: nothing new at or above {floor}{since} ({total})"
+
+
+def _history_lines(outcome: Outcome, path: Path | None) -> list[str]:
+    """What the run did to the history, for stderr."""
+    doc = outcome.document
+    c = doc["counts"]
+    counts = (
+        f"{c['new']} new, {c['regressed']} regressed, {c['open']} still open, "
+        f"{c['resolved']} resolved"
+    )
+    if not outcome.recorded:
+        lines = [
+            f"history: these input files are already run #{outcome.run} in {path}; nothing "
+            "recorded (--force records them again)"
+        ]
+    elif outcome.previous is None:
+        lines = [f"history: recorded run #{outcome.run} in {path}, the first: {counts}"]
+    else:
+        lines = [
+            f"history: recorded run #{outcome.run} in {path}; since run #{outcome.previous}: "
+            f"{counts}"
+        ]
+    if outcome.pruned:
+        rule = " and ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in (doc["pruned"] or {}).items()
+            if k != "runs" and v is not None
+        )
+        ids = ", ".join(f"#{r}" for r in outcome.pruned)
+        lines.append(f"history: pruned {len(outcome.pruned)} old run(s) ({ids}) by {rule}")
+    return lines
 
 
 @app.command("collect")
@@ -245,6 +413,110 @@ def collect_cmd(
     raise typer.Exit(ExitCode.OK)
 
 
+@app.command("timeline")
+def timeline_cmd(
+    workspace: Annotated[
+        str,
+        typer.Argument(
+            metavar="WORKSPACE",
+            help="Workspace name, OWNER/NAME, or id (a prefix of 8 or more characters will "
+            "do). With --list, the first path.",
+            show_default=False,
+        ),
+    ],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="PATHS...",
+            help="Directories or files: table exports, agent logs.",
+            show_default=False,
+        ),
+    ] = None,
+    color: Annotated[
+        str,
+        typer.Option(
+            "--color",
+            metavar="auto|always|never",
+            help="Colour: auto (on a terminal, unless NO_COLOR is set), always, or never.",
+        ),
+    ] = "auto",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="Only events at or after this time (ISO 8601, UTC unless an offset is given; "
+            "a date means midnight).",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(metavar="TIME", help="Only events at or before this time."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(metavar="N", help="Print only the first N events.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the events as JSON lines, without the header.")
+    ] = False,
+    list_all: Annotated[
+        bool,
+        typer.Option("--list", help="List the workspaces in the inputs instead (no WORKSPACE)."),
+    ] = False,
+    log_offset: LogOffsets = None,
+    debug: Annotated[bool, typer.Option(help="Show a traceback on errors.")] = False,
+) -> None:
+    """Print one workspace's merged timeline: builds, agent rows, agent processes, findings."""
+    inputs = [Path(workspace), *(paths or [])] if list_all else list(paths or [])
+    try:
+        if color not in timeline_text.COLOR_MODES:
+            raise UsageError(f"--color must be one of auto, always, never, not {color!r}")
+        if not inputs:
+            raise UsageError("timeline needs WORKSPACE and the PATHS to read (or --list PATHS)")
+        start = timeline_text.parse_time(since, "--since") if since else None
+        end = timeline_text.parse_time(until, "--until") if until else None
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit must be 1 or more, not {limit}")
+        offsets = parse_log_offsets(log_offset)
+        if list_all:
+            for line in timeline_text.workspace_lines(timeline_text.list_workspaces(inputs)):
+                typer.echo(line)
+            raise typer.Exit(ExitCode.OK)
+        tl = timeline_text.workspace_timeline(inputs, workspace, log_offsets=offsets)
+    except ForensicsError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug: say so, and how to get details
+        if debug:
+            traceback.print_exc()
+        typer.echo(
+            f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True
+        )
+        raise typer.Exit(ExitCode.INTERNAL) from None
+    events = timeline_text.since_until(tl.events, start, end)
+    shown = events[:limit] if limit else events
+    if as_json:
+        for line in timeline_text.json_lines(shown):
+            typer.echo(line)
+    else:
+        paint = timeline_text.color_wanted(color, sys.stdout.isatty(), os.environ)
+        mark = "⚑" if timeline_text.encodable("⚑", sys.stdout.encoding) else "!"
+        lines = timeline_text.header_lines(tl, paint, mark) + [""]
+        lines += timeline_text.event_lines(shown, paint, flag_mark=mark) if shown else []
+        for line in lines:
+            typer.echo(line, color=paint)
+    if not shown:
+        typer.echo("note: no events in the chosen time window", err=True)
+    elif len(shown) < len(events):
+        typer.echo(f"note: showed the first {len(shown)} of {len(events)} events", err=True)
+    for broken in tl.broken_rules:
+        typer.echo(f"note: rule {broken} (its findings are not marked)", err=True)
+    raise typer.Exit(ExitCode.INTERNAL if tl.broken_rules else ExitCode.OK)
+
+
 def verdict_lines(result) -> list[str]:
     """One line per finding (rule, workspace, build, agent), after a one-line verdict."""
     failing = result.failing()
@@ -272,6 +544,22 @@ def _parse_time(text: str) -> datetime:
     if when.tzinfo is None:
         raise UsageError("--generated-at needs a UTC offset, e.g. 2026-05-20T00:00:00Z")
     return when
+
+
+def parse_log_offsets(values: list[str] | None) -> dict[str, float]:
+    """--log-offset HOST=SECONDS values, checked."""
+    offsets: dict[str, float] = {}
+    for value in values or []:
+        host, sep, seconds = value.rpartition("=")
+        try:
+            offsets[host.strip()] = float(seconds)
+        except ValueError:
+            host = ""
+        if not sep or not host.strip():
+            raise UsageError(
+                f"--log-offset: expected HOST=SECONDS (e.g. ml-train-vm=-42.5), not {value!r}"
+            )
+    return offsets
 
 
 def _ids(values: list[str] | None) -> list[str]:

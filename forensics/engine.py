@@ -10,7 +10,8 @@ import re
 import secrets
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -24,7 +25,8 @@ from forensics.anonymize import Identifiers
 from forensics.db import connect, one, scalar
 from forensics.discover import LOG_KINDS, Source, discover
 from forensics.errors import InputError, UsageError
-from forensics.ingest.logs import SECRET, LogLoad, load_logs, parse_log
+from forensics.ingest.bundle import expand_bundles
+from forensics.ingest.logs import GENERIC_DIRS, SECRET, LogLoad, load_logs, parse_log
 from forensics.ingest.schema import REQUIRED_TABLES, TABLES, export_command
 from forensics.ingest.tables import TableLoad, create_tables, load_table
 from forensics.rules import SEVERITIES, Rule, builtin_rules, model_sql
@@ -82,6 +84,8 @@ class Analysis:
     # Coder's migration version, when schema_migrations was exported.
     schema_version: str | None = None
     identifiers: Identifiers = field(default_factory=Identifiers)  # for --anonymize
+    # Per log stream: its host's clock offset from the server's, how it was found, how sure.
+    clocks: list[dict[str, Any]] = field(default_factory=list)
 
     def failing(self) -> list[Finding]:
         """Findings at or above the --fail-on threshold."""
@@ -99,12 +103,40 @@ def analyze(
     generated_at: datetime | None = None,
     rules: list[Rule] | None = None,
     identify: bool = False,
+    log_offsets: dict[str, float] | None = None,
+    inspect: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> Analysis:
     """Analyse the files under `paths` and return findings with evidence and input coverage.
 
     `rules` defaults to the built-in rules (see `forensics.rules.load_rules` and `choose`).
     `identify` collects the names of people, workspaces and hosts (`Analysis.identifiers`),
-    which --anonymize needs.
+    which --anonymize needs. `log_offsets` maps a host (or log stream) to its clock's offset
+    from the server's in seconds, overriding the estimate (--log-offset). `inspect`, when
+    given, is called with the analysis database once the model and rules have run (before it
+    is closed), to copy model tables out of it (e.g. `agent_builds` for --history); it must
+    not change them.
+    """
+    with open_analysis(paths, fail_on, generated_at, rules, log_offsets) as (con, result):
+        if identify:
+            result.identifiers = _identifiers(con, result.inputs)
+        if inspect is not None:
+            inspect(con)
+        return result
+
+
+@contextmanager
+def open_analysis(
+    paths: Sequence[Path],
+    fail_on: str = "high",
+    generated_at: datetime | None = None,
+    rules: list[Rule] | None = None,
+    log_offsets: dict[str, float] | None = None,
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, Analysis]]:
+    """Run `analyze()`'s pipeline and keep its database open inside the `with` block.
+
+    For commands that query the model further (`forensics timeline`): the connection holds the
+    canonical tables, the model and the rules' findings; it and its temporary directory are
+    gone when the block ends.
     """
     if fail_on not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}")
@@ -112,13 +144,13 @@ def analyze(
     if not sources:
         raise InputError(f"no files found under {', '.join(str(p) for p in paths)}")
     with tempfile.TemporaryDirectory(prefix="forensics-") as tmp:
+        # Support bundles are unpacked here, so nothing is left behind when the run ends.
+        sources = expand_bundles(sources, Path(tmp) / "bundles")
         con = connect(Path(tmp) / "spill")
         try:
             chosen = builtin_rules() if rules is None else rules
-            result = _run(con, sources, Path(tmp), fail_on, generated_at, chosen)
-            if identify:
-                result.identifiers = _identifiers(con, sources)
-            return result
+            offsets = log_offsets or {}
+            yield con, _run(con, sources, Path(tmp), fail_on, generated_at, chosen, offsets)
         finally:
             con.close()
 
@@ -130,6 +162,7 @@ def _run(
     fail_on: str,
     generated_at: datetime | None,
     rules: list[Rule],
+    log_offsets: dict[str, float],
 ) -> Analysis:
     _require_usable(sources)
     create_tables(con)
@@ -137,13 +170,14 @@ def _run(
     table_loads = [
         load_table(con, src, hash_key, n) for n, src in enumerate(sources) if src.kind == "table"
     ]
-    notes = _dedupe(con, table_loads)
+    notes = _dedupe(con, table_loads, {s.display for s in sources if s.archive})
     work = tmp / "logs"
     work.mkdir()
     log_files = [
         (n, src, parse_log(src, n, work)) for n, src in enumerate(sources) if src.kind in LOG_KINDS
     ]
-    load_logs(con, work, log_files)
+    notes += load_logs(con, work, log_files)
+    _offset_overrides(con, log_offsets)
     for name, sql in model_sql():
         try:
             con.execute(sql)
@@ -177,12 +211,10 @@ def _run(
         as_of=as_of,
         fail_on=fail_on,
         model_notes=notes,
+        clocks=_records(con, "SELECT * FROM log_offsets ORDER BY stream", []),
         timelines={ws: _timeline(con, ws, findings) for ws in _affected(findings)},
         schema_version=scalar(con, "SELECT CAST(max(version) AS VARCHAR) FROM schema_migrations"),
     )
-
-
-GENERIC_DIRS = {"logs", "log", "tmp", "var", "agent", "agents", "coder", "db", "dump", "."}
 
 
 def _identifiers(con: duckdb.DuckDBPyConnection, sources: list[Source]) -> Identifiers:
@@ -197,12 +229,28 @@ def _identifiers(con: duckdb.DuckDBPyConnection, sources: list[Source]) -> Ident
         for (value,) in con.execute(sql).fetchall():
             ids.add(kind, value)
     for src in sources:
-        if src.kind in LOG_KINDS:
+        if src.kind in LOG_KINDS and not src.archive:  # a bundle's folders name no host
             # Logs are collected per host: the directory a log sits in names its host.
             parent = Path(src.display).parent.name
             if parent.lower() not in GENERIC_DIRS:
                 ids.add("host", parent)
     return ids
+
+
+def _offset_overrides(con: duckdb.DuckDBPyConnection, offsets: dict[str, float]) -> None:
+    """Load --log-offset values; each must name a host (or stream) some log came from."""
+    con.execute("CREATE TABLE log_offset_overrides (host VARCHAR, seconds DOUBLE)")
+    if not offsets:
+        return
+    known = {h for row in con.execute("SELECT host, stream FROM log_files").fetchall() for h in row}
+    unknown = sorted(set(offsets) - known)
+    if unknown:
+        hosts = sorted({h for (h,) in con.execute("SELECT host FROM log_files").fetchall()})
+        raise UsageError(
+            f"--log-offset: no agent log from {', '.join(unknown)}; "
+            f"the logs come from: {', '.join(hosts) or 'no hosts (no agent logs given)'}"
+        )
+    con.executemany("INSERT INTO log_offset_overrides VALUES (?, ?)", list(offsets.items()))
 
 
 def _affected(findings: list[Finding]) -> list[str]:
@@ -288,23 +336,82 @@ def _require_usable(sources: list[Source]) -> None:
         )
 
 
-def _dedupe(con: duckdb.DuckDBPyConnection, loads: list[TableLoad]) -> list[str]:
-    """Keep one row per primary key when a table was exported into several files."""
+# Times that are plans, not records of what happened: no use for telling copies apart.
+PLANNED_TIMES = {"deadline", "max_deadline", "deleting_at", "next_start_at"}
+
+
+def _dedupe(
+    con: duckdb.DuckDBPyConnection, loads: list[TableLoad], bundled: set[str] | None = None
+) -> list[str]:
+    """Keep one row per primary key when a table came in several files.
+
+    The copy kept is the latest one: the copy with the latest time recorded on it (updated_at,
+    connections, lifecycle, job progress); on a tie, a table export's copy rather than a
+    support bundle's (`bundled` holds the displays of files read from bundles), whose rows
+    lack columns. Columns the kept copy's file did not have are filled from the other copies.
+    A bundle's startup log lines carry no database id, so they are dropped for an agent whose
+    lines an export also has.
+    """
     notes = []
-    for table in {ld.table for ld in loads if sum(1 for x in loads if x.table == ld.table) > 1}:
-        key = ", ".join(TABLES[table].key)
+    bundled_sql = ", ".join(_sql_text(b) for b in sorted(bundled or ())) or "NULL"
+    for table in sorted({ld.table for ld in loads if sum(x.table == ld.table for x in loads) > 1}):
+        spec, mine = TABLES[table], [ld for ld in loads if ld.table == table]
+        key = ", ".join(f'"{k}"' for k in spec.key)
         before = scalar(con, f'SELECT count(*) FROM "{table}"')
+        if table == "workspace_agent_logs" and bundled:
+            con.execute(
+                f"""DELETE FROM workspace_agent_logs WHERE __source IN ({bundled_sql})
+                AND agent_id IN (SELECT agent_id FROM workspace_agent_logs
+                                 WHERE __source NOT IN ({bundled_sql}))"""
+            )
+        stamps = [f'"{c}"' for c, k in spec.columns.items() if k == "ts" and c not in PLANNED_TIMES]
+        latest = f"greatest({', '.join(stamps)})" if stamps else "NULL"
+        fills = [
+            f'coalesce("{h}_hash", arg_min("{h}_hash", __rank) OVER k) AS "{h}_hash"'
+            for h in spec.hashed
+        ]
+        for col in spec.columns:
+            lacking = ", ".join(_sql_text(ld.path) for ld in mine if col in ld.missing_columns)
+            if lacking and any(col not in ld.missing_columns for ld in mine):
+                fills.append(
+                    f"CASE WHEN __source IN ({lacking}) THEN arg_min(CASE WHEN __source NOT IN "
+                    f'({lacking}) THEN "{col}" END, __rank) OVER k ELSE "{col}" END AS "{col}"'
+                )
+        select = (
+            f"SELECT * EXCLUDE (__rank) REPLACE ({', '.join(fills)}) FROM ranked "
+            f"WINDOW k AS (PARTITION BY {key}) QUALIFY __rank = 1"
+            if fills
+            else "SELECT * EXCLUDE (__rank) FROM ranked WHERE __rank = 1"
+        )
         con.execute(
-            f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM "{table}" '
-            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY __source, __line) = 1"
+            f"""CREATE OR REPLACE TABLE "{table}" AS
+            WITH ranked AS (
+                SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {latest} DESC NULLS LAST,
+                    coalesce(__source IN ({bundled_sql}), false), __source, __line) AS __rank
+                FROM "{table}"
+            )
+            {select}"""
         )
         after = scalar(con, f'SELECT count(*) FROM "{table}"')
-        files = sorted(ld.path for ld in loads if ld.table == table)
+        files = sorted(ld.path for ld in mine)
+        if before == after:
+            continue
         notes.append(
             f"{table} came from {len(files)} files ({', '.join(files)}); "
             f"{before - after} duplicate row(s) with the same key were counted once"
         )
-    return sorted(notes)
+    if notes:
+        notes.append(
+            "Of rows with the same key in several files, the copy with the latest time recorded "
+            "on it (updated_at, connection, lifecycle and job times) was kept, on a tie a table "
+            "export's rather than a support bundle's; columns its file lacked were filled from "
+            "the other copies"
+        )
+    return notes
+
+
+def _sql_text(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
 
 
 def _model_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -347,7 +454,8 @@ def _model_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
     if unknown:
         notes.append(
             f"{unknown} agent id(s) seen in log manifests have no row in the exported "
-            "workspace_agents (a log from another deployment, or an export taken earlier)"
+            "workspace_agents (a log from another deployment, an export taken earlier, or an "
+            "earlier build's agent: a support bundle holds only the latest build's)"
         )
     return notes
 
@@ -489,21 +597,34 @@ def _log_lines(
                 UNION
                 SELECT CAST(? AS VARCHAR), CAST(? AS BIGINT) WHERE ? IS NOT NULL
             )
-            SELECT e.source, e.line, e.ts, e.level, e.logger, e.message, e.fields, e.block, e.kind
+            SELECT e.source, e.line, e.ts, e.ts_raw, e.level, e.logger, e.message, e.fields,
+                   e.block, e.kind, o.offset_seconds
             FROM agent_events e JOIN served USING (stream, process_no)
+            JOIN log_offsets o USING (stream)
             WHERE e.kind IS NOT NULL
             ORDER BY e.stream, e.file_rank, e.line
             LIMIT {MAX_LOG_EVIDENCE}""",
         [agent_id, stream, process_no, stream],
     ).fetchall()
     out = []
-    for source, line, ts, level, logger, message, fields, block, kind in rows:
-        text = f"{ts:%Y-%m-%d %H:%M:%S}.{ts.microsecond // 1000:03d} [{level[:4]}]  "
+    for source, line, ts, raw, level, logger, message, fields, block, kind, offset in rows:
+        # The line as the file has it (host clock); `ts` is the same moment on the server's clock.
+        text = f"{raw:%Y-%m-%d %H:%M:%S}.{raw.microsecond // 1000:03d} [{level[:4]}]  "
         text += f"{logger}: " if logger else ""
         text += message + (f"  {fields}" if fields else "")
         if block:
             text += " ...\n" + block
-        out.append({"source": source, "line": line, "ts": jsonable(ts), "kind": kind, "text": text})
+        out.append(
+            {
+                "source": source,
+                "line": line,
+                "ts": jsonable(ts),
+                "ts_raw": jsonable(raw),
+                "clock_offset_seconds": offset,
+                "kind": kind,
+                "text": text,
+            }
+        )
     return out
 
 

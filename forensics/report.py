@@ -7,21 +7,32 @@ environment autoescapes, and the Markdown filter below escapes what Markdown wou
 from __future__ import annotations
 
 import base64
+import errno
+import functools
 import hashlib
 import json
+import os
 import re
+import secrets
 import shlex
+import shutil
+import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
 from forensics.anonymize import Pseudonymizer
 from forensics.engine import Analysis, jsonable
-from forensics.errors import ExitCode
+from forensics.errors import ExitCode, UsageError
+from forensics.history import trend_svg
+from forensics.ingest.logs import LogLoad
 from forensics.rules import SEVERITIES
 from forensics.timeline_svg import draw
 
@@ -101,7 +112,8 @@ def findings_document(result: Analysis, argv: list[str] | None = None) -> dict[s
         ],
         "coverage": {
             "tables": [asdict(t) for t in result.tables],
-            "logs": [asdict(lg) for lg in result.logs],
+            "logs": [_log_document(lg) for lg in result.logs],
+            "clocks": result.clocks,
             "rules": [
                 {"id": r.rule.id, "status": r.status, "reason": r.reason, "findings": r.findings}
                 for r in result.rules
@@ -127,19 +139,36 @@ def findings_document(result: Analysis, argv: list[str] | None = None) -> dict[s
     }
 
 
+def _log_document(load: LogLoad) -> dict[str, Any]:
+    doc = asdict(load)
+    doc["versions"] = sorted(load.versions)
+    doc["renderings"] = sorted(load.renderings)
+    doc["version_range"] = load.version_range
+    return doc
+
+
 def write_outputs(
     result: Analysis,
     out: Path,
     argv: list[str] | None = None,
     pseudonyms: Pseudonymizer | None = None,
+    history: dict[str, Any] | None = None,
 ) -> None:
     """Write the three outputs into `out` (created if needed).
 
     With `pseudonyms` (--anonymize), names of people, workspaces and hosts, emails and IP
-    addresses are replaced by keyed pseudonyms in all three outputs alike.
+    addresses are replaced by keyed pseudonyms in all three outputs alike. `history` (from
+    `forensics.history.Outcome.document`) adds the "Since last run" section and the
+    top-level "history" object of findings.json.
     """
     out.mkdir(parents=True, exist_ok=True)
     doc = findings_document(result, argv)
+    if history is not None:
+        doc["history"] = history
+        if history["fail_on_new"]:  # the run exits on what is new, not on all findings
+            doc["verdict"]["exit_code"] = int(
+                ExitCode.FINDINGS if history["new_failing"] else ExitCode.OK
+            )
     timelines = result.timelines
     if pseudonyms is not None:
         doc = pseudonyms.apply(doc)
@@ -209,6 +238,7 @@ def _context(
         "inputs": doc["inputs"],
         "tables": doc["coverage"]["tables"],
         "logs": doc["coverage"]["logs"],
+        "clocks": doc["coverage"]["clocks"],
         "notes": doc["coverage"]["notes"],
         "verdict": doc["verdict"],
         "generated_at": doc["generated_at"],
@@ -216,6 +246,10 @@ def _context(
         "command": doc["command"],
         "as_of": doc["export_as_of"],
         "omitted": 0,
+        "history": doc.get("history"),
+        "history_svg": (
+            trend_svg(doc["history"]["trend"], doc["history"]["run"]) if "history" in doc else None
+        ),
     }
 
 
@@ -297,6 +331,7 @@ def script_hash() -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode() + "'"
 
 
+@functools.cache  # compiled templates are kept for the process: each run renders the same ones
 def _environment(markdown: bool = False) -> Environment:
     env = Environment(
         loader=PackageLoader("forensics", "reports"),
@@ -388,3 +423,125 @@ def _size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+# --------------------------------------------------------------------------------------
+# The report directory is replaced as a whole: written under a temporary sibling name, then
+# renamed into place, so a run killed at any moment leaves the old report or the new one.
+
+OUTPUT_FILES = ("report.html", "findings.json", "summary.md")
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an --out that is not a directory or holds anything but an earlier report: the
+    whole directory is replaced, and nothing else in it may be lost."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
+        if other:
+            more = f" and {len(other) - 5} more" if len(other) > 5 else ""
+            listed = ", ".join(other[:5]) + more
+            raise UsageError(
+                f"--out {out}: holds {listed}, which is not part of a report; the report "
+                "directory is replaced as a whole, so give a new or empty directory (or one "
+                "holding only an earlier report)"
+            )
+
+
+@contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """Yield a new temporary sibling of `out` to write into; when the block ends without an
+    error, it takes `out`'s place (an existing `out` is swapped out and removed)."""
+    check_out_dir(out)
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(parent)
+    stage = parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    stage.mkdir()
+    try:
+        yield stage
+        for f in stage.iterdir():  # on disk before the rename makes them visible
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        if not out.exists():
+            os.rename(stage, out)
+        elif _exchange(stage, out):
+            shutil.rmtree(stage)  # it now holds the previous report
+        else:
+            old = parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+            os.rename(out, old)
+            os.rename(stage, out)
+            shutil.rmtree(old)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); False when the
+    system or file system cannot, and the caller renames twice instead."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes  # only here: the one system call Python's os module does not offer
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _remove_abandoned(parent: Path) -> None:
+    """Remove the temporary report directories (and index.html files) that runs killed
+    before they finished left in `parent`: their process is gone."""
+    for p in parent.glob(".*.*-*-*"):
+        m = _STAGING.match(p.name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m["pid"]), 0)
+        except ProcessLookupError:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's process): not ours to remove
+
+
+def write_index(
+    root: Path, runs: list[dict[str, Any]], history_file: str, tool: str, generated_at: str
+) -> Path:
+    """index.html in `root`: every run in the history, newest first, linking its report."""
+    rows = []
+    for r in runs:
+        report = Path(r["report_dir"]) / "report.html" if r["report_dir"] else None
+        href = label = None
+        if report is not None and report.is_file():
+            label = Path(os.path.relpath(report, root.absolute())).as_posix()
+            href = quote(label)
+        rows.append({**r, "href": href, "label": label})
+    html = (
+        _environment()
+        .get_template("index.html")
+        .render(
+            runs=rows,
+            history_file=history_file,
+            tool=tool,
+            generated_at=generated_at,
+            script=SCRIPT,
+        )
+    )
+    target = root / "index.html"
+    tmp = root / f".index.html.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, target)
+    return target

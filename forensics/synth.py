@@ -551,6 +551,10 @@ class AgentLogFile:
     def _t(self, at: datetime | timedelta) -> datetime:
         return self.builder.t(at)
 
+    def _host(self, t: datetime) -> datetime:
+        """`t` on the host's clock, which may be off the server's (`builder.log_clock`)."""
+        return t + self.builder.log_clock
+
     def _sep(self) -> str:
         return "  " if self.extra_space else " "
 
@@ -558,13 +562,13 @@ class AgentLogFile:
         self, at, level: str, msg: str, fields: list[tuple[str, Any]] = (), logger: str = ""
     ) -> AgentLogFile:
         """Append one slog entry."""
-        t = self._t(at)
+        t = self._host(self._t(at))
         self.entries.append((t, len(self.entries), slog_line(t, level, msg, list(fields), logger)))
         return self
 
     def raw(self, text: str, at=None) -> AgentLogFile:
         """Append raw text (no newline needed); without `at` it stays after the entry before."""
-        t = self._t(at) if at is not None else None
+        t = self._host(self._t(at)) if at is not None else None
         self.entries.append((t, len(self.entries), text))
         return self
 
@@ -650,16 +654,17 @@ class AgentLogFile:
         prev = hist[-1]
         if last is not None and last != prev[0]:
             prev = next((h for h in reversed(hist) if h[0] == last), (last, GO_ZERO))
-        hist.append((state, t))
+        host_t = self._host(t)  # changed_at is the agent's clock
+        hist.append((state, host_t))
         self._lifecycle = hist
-        current = {"state": state, "changed_at": go_time(t)}
+        current = {"state": state, "changed_at": go_time(host_t)}
         last_js = {"state": prev[0], "changed_at": go_time(prev[1])}
         self.line(t, "debug", "set lifecycle state", [("current", current), ("last", last_js)])
         if self.style == "json":
             payload: Any = current
         else:
-            secs = (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
-            when = _Msg([("seconds", secs), ("nanos", t.microsecond * 1000)])
+            secs = (host_t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
+            when = _Msg([("seconds", secs), ("nanos", host_t.microsecond * 1000)])
             lc = _Msg([("state", _Enum(state.upper())), ("changed_at", when)])
             payload = prototext([("lifecycle", lc)], self._sep())
         return self.line(
@@ -733,7 +738,7 @@ class AgentLogFile:
 
     def rotate(self, at, compress: bool = True) -> AgentLogFile:
         """Lumberjack rotation at `at`: lines before it go to a timestamped backup."""
-        self.rotations.append((self._t(at), compress))
+        self.rotations.append((self._host(self._t(at)), compress))
         return self
 
     def files(self) -> dict[str, list[str]]:
@@ -938,6 +943,9 @@ class ScenarioBuilder:
         self.jobs: list[Job] = []
         self.agents: list[Agent] = []
         self.log_files: list[AgentLogFile] = []
+        # How far every agent host's clock is ahead of the server's: log lines are written
+        # with it; database times are not (to test clock-skew handling).
+        self.log_clock = timedelta(0)
         self.secrets: set[str] = set()
         self._admin: User | None = None
 

@@ -63,3 +63,31 @@ def test_two_inputs_with_the_same_name_stay_apart(tmp_path):
         (tmp_path / night / "logs" / "coder-agent.log").write_text(LOG)
     sources = discover([tmp_path / "n1" / "logs", tmp_path / "n2" / "logs"])
     assert [s.display for s in sources] == ["n1/logs/coder-agent.log", "n2/logs/coder-agent.log"]
+
+
+def test_every_agent_log_rendering_and_the_agent_side_files(tmp_path):
+    old = (
+        "2023-03-10 11:08:20.001 [INFO]\t<./cli/agent.go:120>\tagent.workspaceAgent.func2\t"
+        'starting agent\t{"version": "v0.19.2"}\n'
+    )
+    json_sink = (
+        '{"ts":"2024-05-12T14:25:37.043Z","level":"INFO","msg":"agent is starting now",'
+        '"fields":{"version":"v2.8.3"}}\n'
+    )
+    init = "2026-05-14 13:00:00.001 [info]  spawning reaper process\n"
+    (tmp_path / "old.log").write_text(old)
+    (tmp_path / "agent.json.log").write_text(json_sink)
+    (tmp_path / "coder-agent-init.log").write_text(init)
+    script = "coder-script-7b2c0000-0000-4000-8000-000000000002.log"
+    (tmp_path / script).write_text("Cloning into 'repo'...\ndone\n")
+    sources = {s.display.split("/", 1)[1]: s for s in discover([tmp_path])}
+    assert (sources["old.log"].kind, sources["old.log"].format) == ("agent_log", "slog")
+    assert (sources["agent.json.log"].kind, sources["agent.json.log"].format) == (
+        "agent_log",
+        "slog JSON",
+    )
+    assert sources["coder-agent-init.log"].kind == "agent_log"
+    assert "reaper" in sources["coder-agent-init.log"].note
+    assert sources[script].kind == "script_log"
+    assert "7b2c0000-0000-4000-8000-000000000002" in sources[script].note
+    assert "2 lines" in sources[script].note

@@ -28,9 +28,17 @@ def test_every_rule_is_documented():
 
 
 def test_every_command_and_option_is_documented(cli):
-    for command in ("analyze", "collect", "rules list", "rules show", "rules test", "--version"):
+    for command in (
+        "analyze",
+        "collect",
+        "timeline",
+        "rules list",
+        "rules show",
+        "rules test",
+        "--version",
+    ):
         assert f"forensics {command}" in README
-    for command in (["analyze"], ["collect"], ["rules", "test"]):
+    for command in (["analyze"], ["collect"], ["timeline"], ["rules", "test"]):
         help_text = cli(*command, "--help").stdout
         for option in re.findall(r"--[a-z][a-z-]+", help_text):
             if option in ("--help", "--no-debug"):

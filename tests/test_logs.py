@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from forensics.engine import analyze
 from forensics.ingest import logs
 from forensics.ingest.logs import load_logs, parse_log, stream_of
 from tests.conftest import source
@@ -171,3 +174,195 @@ def test_complete_and_multi_member_gzip_read_without_problem(tmp_path):
     path.write_bytes(data)
     load = parse_log(source(path), 0, tmp_path)
     assert load.problem == "" and load.lines == 20 and load.entries == 12
+
+
+# Format A: slog before mid-2023 (tab-separated, JSON fields, upper-case levels), from an
+# agent that was upgraded to format B without its log file being rotated.
+OLD_AND_NEW = (
+    "2023-03-10 11:08:20.001 [INFO]\t<./cli/agent.go:120>\tagent.workspaceAgent.func2\t"
+    'starting agent\t{"url": "https://coder.example.com", "auth": "token", "version": "v0.19.2"}\n'
+    "2023-03-10 11:08:20.500 [INFO]\t<./agent/agent.go:250>\t(*agent).run\tfetched metadata\n"
+    "2023-03-10 11:08:20.510 [DEBUG]\t<./agent/agent.go:400>\t(*agent).setLifecycle\t"
+    'set lifecycle state\t{"state": "starting", "previous": "created"}\n'
+    "2023-03-10 11:08:25.030 [DEBUG]\t(net.tailnet)\t<./codersdk/agentsdk/agentsdk.go:194>\t"
+    '(*Client).Listen.func1\tgot coordinate pong\t{"took": "498.265µs", "token": "s3cr3t"}\n'
+    "2023-03-10 11:09:00.000 [WARN]\t<./agent/agent.go:199>\t(*agent).runLoop\t"
+    "run exited with error ...\n"
+    '"error": GET https://coder.example.com/api/v2/workspaceagents/me/metadata: unexpected '
+    "status code 401: Workspace agent not authorized.\n"
+    "         Error: unauthorized\n"
+    # pasted from a browser: tabs became spaces
+    "2023-03-10 11:09:01.000 [DEBUG] <./codersdk/agentsdk/agentsdk.go:194>   "
+    '(*Client).Listen.func1  got coordinate pong     {"took": "1.2ms"}\n'
+    "2023-07-31 09:00:00.000 [info]  agent is starting now  url=https://coder.example.com"
+    "  auth=token  version=v2.0.2\n"
+)
+
+JSON_SINK = (
+    '{"ts":"2024-05-12T14:25:37.043512Z","level":"INFO","msg":"agent is starting now",'
+    '"caller":"/src/cli/agent.go:291","func":"cli.workspaceAgent.func1","logger_names":[],'
+    '"fields":{"url":"https://coder.example.com","auth":"token","version":"v2.8.3"}}\n'
+    '{"ts":"2024-05-12T16:25:38.5+02:00","level":"INFO","msg":"fetched manifest",'
+    '"logger_names":[],"fields":{"manifest":{"agent_id":"5e1f0c2a-0000-4000-8000-000000000001",'
+    '"workspace_id":"7b2c0000-0000-4000-8000-000000000002",'
+    '"environment_variables":{"GIT_TOKEN":"ghp_topsecret"}}}}\n'
+    '{"ts":"2024-05-12T14:25:39Z","level":"DEBUG","msg":"ssh connection",'
+    '"logger_names":["ssh-server"],"fields":{"remote_addr":"100.64.0.2:5123","user":"a b"}}\n'
+    '{"not": "a log object"}\n'
+)
+
+
+def test_old_slog_format_is_read_and_its_fields_rendered_like_new(tmp_path):
+    load, con = parse(tmp_path, OLD_AND_NEW.encode())
+    assert load.lines == 9
+    assert (load.entries, load.continuation, load.unparsed) == (7, 2, 0)
+    assert load.formats == {logs.HUMAN_V1: 6, logs.HUMAN: 1}
+    rows = events(con)
+    assert rows[0][1:5] == ("11:08:20.001", "info", None, "starting agent")
+    assert "version=v0.19.2" in rows[0][5] and "auth=token" in rows[0][5]
+    assert rows[2][4:6] == ("set lifecycle state", "state=starting  previous=created")
+    assert rows[3][3:5] == ("net.tailnet", "got coordinate pong")
+    assert "s3cr3t" not in rows[3][5]
+    assert rows[4][4] == "run exited with error" and "unexpected status code 401" in rows[4][6]
+    assert rows[5][2:5] == ("debug", None, "got coordinate pong")
+    assert rows[5][5] == "took=1.2ms"
+    assert load.version_range == "v0.19.2 – v2.0.2 (process start lines)"
+
+
+def test_json_sink_is_read_in_utc_with_manifest_ids_and_no_secrets(tmp_path):
+    load, con = parse(tmp_path, JSON_SINK.encode(), name="coder-agent.json")
+    assert (load.entries, load.unparsed) == (3, 1)
+    assert load.samples[0][0] == 4
+    rows = events(con)
+    assert rows[0][1:5] == ("14:25:37.043", "info", None, "agent is starting now")
+    assert rows[1][1] == "14:25:38.500"  # +02:00 turned into UTC
+    assert "agent_id=5e1f0c2a-0000-4000-8000-000000000001" in rows[1][5]
+    assert rows[2][3:6] == (
+        "ssh-server",
+        "ssh connection",
+        'remote_addr=100.64.0.2:5123  user="a b"',
+    )
+    dump = str(con.execute("SELECT list(fields) FROM log_events").fetchall())
+    assert "ghp_topsecret" not in dump
+    assert load.formats == {logs.JSON: 3}
+    assert load.version_range == "v2.8.3 (process start lines)"
+
+
+@pytest.mark.parametrize(
+    ("name", "stream"),
+    [
+        ("coder-agent.log.1", "host/coder-agent.log"),
+        ("coder-agent (1).log", "host/coder-agent.log"),
+        ("coder-agent.log.bak", "host/coder-agent.log"),
+        ("coder-agent-init.log", "host/coder-agent-init.log"),
+    ],
+)
+def test_copies_made_by_hand_join_their_stream(tmp_path, name, stream):
+    path = tmp_path / name
+    path.write_text("x")
+    src = source(path)
+    src.display = f"host/{name}"
+    assert stream_of(src) == stream
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "incident"
+
+
+def _findings(result):
+    return sorted(
+        (f.rule, f.workspace_name, f.build_number, f.fingerprint) for f in result.findings
+    )
+
+
+def test_the_same_log_collected_twice_is_read_once(tmp_path):
+    """A host's log copied again into its own directory, and once more into another directory
+    (say, by a second person collecting): every entry counted once, the same findings."""
+    dump = tmp_path / "incident"
+    shutil.copytree(SAMPLE, dump)
+    log = dump / "logs" / "ml-train-vm" / "coder-agent.log"
+    shutil.copy(log, log.with_name("coder-agent.log.1"))
+    (dump / "logs" / "collected-again").mkdir()
+    shutil.copy(log, dump / "logs" / "collected-again" / "coder-agent.log")
+    result = analyze([dump])
+    assert _findings(result) == _findings(analyze([SAMPLE]))
+    copies = [
+        lg
+        for lg in result.logs
+        if lg.path.endswith(("ml-train-vm/coder-agent.log", ".log.1", "again/coder-agent.log"))
+    ]
+    assert len(copies) == 3 and len({lg.stream for lg in copies}) == 1
+    assert sorted(lg.duplicates for lg in copies) == [0, copies[0].entries, copies[0].entries]
+    assert any(
+        "collected-again/coder-agent.log" in n and "one stream" in n for n in result.model_notes
+    )
+    [clock] = [c for c in result.clocks if c["stream"] == copies[0].stream]
+    assert clock["pairs"] == 2  # the copies add no pairs of their own
+
+
+def test_overlapping_rotated_copies_keep_each_entry_once(tmp_path):
+    # Two copies of one growing log taken an hour apart: the later holds the earlier's lines
+    # and more. Repeated identical lines within a file stay (they happened twice).
+    head = REAL_LINES.encode()
+    repeat = b"2026-05-14 13:05:02.500 [info]  ssh-server: ssh connection  remote_addr=1.2.3.4:1\n"
+    first = head + repeat + repeat
+    later = first + b"2026-05-14 14:00:00.000 [info]  disconnected from coderd\n"
+    work = tmp_path / "work"
+    work.mkdir()
+    files = []
+    for n, (name, data) in enumerate((("coder-agent.log", later), ("coder-agent.log.1", first))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        src = source(path)
+        src.display = f"host/{name}"
+        files.append((n, src, parse_log(src, n, work)))
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    load_logs(con, work, files)
+    [(_, _, newer), (_, _, older)] = files
+    assert older.duplicates == older.entries == 8
+    assert newer.duplicates == 0
+    assert con.execute("SELECT count(*) FROM log_events").fetchone()[0] == newer.entries == 9
+    repeats = "SELECT count(*) FROM log_events WHERE fields LIKE 'remote_addr=1.2.3.4%'"
+    assert con.execute(repeats).fetchone()[0] == 2
+
+
+EVERY_RENDERING = [
+    *REAL_LINES.encode().split(b"\n"),
+    *OLD_AND_NEW.encode().split(b"\n"),
+    *JSON_SINK.encode().split(b"\n"),
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=80),
+            st.sampled_from(EVERY_RENDERING),
+            st.sampled_from([b'{"ts": 1, "msg": []}', b"\x1b[31m", b"\r", b"\x00" * 5]),
+            st.text(max_size=40).map(str.encode),
+        ),
+        max_size=30,
+    )
+)
+def test_mixed_renderings_and_damage_every_line_counts_once(tmp_path_factory, chunks):
+    data = b"\n".join(chunks)
+    assume(not data.startswith(b"\x1f\x8b"))
+    tmp = tmp_path_factory.mktemp("mixed")
+    load, con = parse(tmp, data)
+    expected_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    assert load.lines == expected_lines
+    assert load.entries + load.continuation + load.blank + load.unparsed == load.lines
+    assert sum(load.formats.values()) == load.entries
+    assert con.execute("SELECT count(*) FROM log_events").fetchone()[0] == load.entries
+
+
+def test_a_line_longer_than_64_kib_is_one_entry(tmp_path):
+    long_value = "x" * 200_000
+    text = REAL_LINES + f"2026-05-14 13:06:00.000 [debu]  huge  value={long_value}\n"
+    load, con = parse(tmp_path, text.encode())
+    assert load.lines == 11 and load.entries == 7
+    [(n,)] = con.execute("SELECT length(fields) FROM log_events WHERE message = 'huge'").fetchall()
+    assert n == len("value=") + 200_000

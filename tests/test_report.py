@@ -472,7 +472,13 @@ def test_findings_json_contract(sample_out, scn):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["generated_at"])
     assert doc["export_as_of"].endswith("Z")
     assert doc["verdict"] == {"fail_on": "high", "findings": 2, "failing": 2, "exit_code": 1}
-    assert set(doc["coverage"]) == {"tables", "logs", "rules", "notes"}
+    assert set(doc["coverage"]) == {"tables", "logs", "rules", "notes", "clocks"}
+    for lg in doc["coverage"]["logs"]:
+        assert lg["lines"] == lg["entries"] + lg["continuation"] + lg["blank"] + lg["unparsed"]
+        assert lg["formats"] == {"slog human": lg["entries"]}
+        assert lg["version_range"].startswith(("v2.", "≥ v2.10"))
+    for clock in doc["coverage"]["clocks"]:
+        assert clock["method"] == "within latency: not applied" and clock["offset_seconds"] == 0
     files = {str(p.relative_to(SAMPLE.parent)): p for p in SAMPLE.rglob("*") if p.is_file()}
     assert {i["path"] for i in doc["inputs"]} == set(files)
     for i in doc["inputs"]:

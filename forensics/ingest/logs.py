@@ -1,24 +1,34 @@
-"""Parse cdr.dev/slog human-format agent logs into `log_events`, accounting for every line.
+"""Parse cdr.dev/slog agent logs into `log_events`, accounting for every line.
 
-A file is read in blocks (never whole), each block's lines are parsed with vectorised regular
+Three renderings are read, line by line, so a file that spans an agent upgrade is read whole:
+- format B, sloghuman since mid-2023: `2026-05-14 13:00:00.123 [info]  message  key=value`;
+- format A, sloghuman before: `2023-03-10 11:08:25.030 [INFO]\t<f.go:194>\tfunc\tmessage\t{json}`;
+- the JSON sink (slogjson): `{"ts": ..., "level": ..., "msg": ..., "fields": {...}}`.
+Fields of formats A and JSON are rendered as format B writes them, so one model reads all three.
+
+A file is read in blocks (never whole), each block's lines are classified with vectorised regular
 expressions in Polars, and the results are written to Parquet for DuckDB. Every line is one
 of: an entry (starts with a timestamp and a level), a continuation of the entry above (the
-indented trailing field block slog writes for multi-line values), blank, or unparsed.
+trailing field block slog writes for multi-line values), blank, or unparsed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import duckdb
 import polars as pl
 
 from forensics.discover import Source
-from forensics.ingest.slog import manifest_ids
+from forensics.ingest.slog import go_unquote, manifest_ids
 
 BLOCK_BYTES = 8 * 1024 * 1024
 MAX_SAMPLES = 10
@@ -32,14 +42,34 @@ LEVELS = {
     "crit": "critical",
     "fata": "fatal",
 }
+HUMAN, HUMAN_V1, JSON = "slog human", "slog human (before mid-2023)", "slog JSON"
+ENTRY_V1 = (
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \[(DEBUG|INFO|WARN|ERROR|CRITICAL|FATAL)\]\s+(.*)$"
+)
+ENTRY_V1_RE = re.compile(ENTRY_V1)
+LEVELS_V1 = {
+    "DEBUG": "debug",
+    "INFO": "info",
+    "WARN": "warn",
+    "WARNING": "warn",
+    "ERROR": "error",
+    "CRITICAL": "critical",
+    "FATAL": "fatal",
+}
+ENTRY_JSON = r'^\s*\{.*"(?:ts|msg)"\s*:'
+START_MESSAGES = ("agent is starting now", "starting agent")
 ANSI = r"\x1b\[[0-9;]*[A-Za-z]"
 # Values that must never reach an output even from raw log text.
 SECRET = (
     r"(?i)((?:token|secret|password|passwd|authorization|api[_-]?key)[\"']?\s*[=:]\s*\"?)"
     r"[^\s\"',}]+"
 )
+# Directories that say nothing about which host a log came from.
+GENERIC_DIRS = {"logs", "log", "tmp", "var", "agent", "agents", "coder", "db", "dump", "."}
 # lumberjack backups: coder-agent-2026-05-13T23-10-00.000.log
 ROTATED = re.compile(r"-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(\.\d{3})?(?=\.log)")
+# Copies made by hand or by other rotators: coder-agent.log.1, coder-agent (1).log, .bak, .old
+COPY_MARK = re.compile(r"( \(\d+\)|[-_ ]copy)(?=\.log$)|(?<=\.log)(\.\d+|\.bak|\.old|\.orig)$")
 
 
 @dataclass
@@ -56,17 +86,46 @@ class LogLoad:
     samples: list[tuple[int, str]] = field(default_factory=list)
     first_ts: str | None = None
     last_ts: str | None = None
+    merged: int = 0  # entries that had a multi-line trailing block joined onto them
     manifests: int = 0
     undecoded_manifests: int = 0
     problem: str = ""  # e.g. a gzip stream cut short: lines up to there were still read
+    formats: dict[str, int] = field(default_factory=dict)  # entries per rendering
+    versions: set[str] = field(default_factory=set)  # agent versions from process start lines
+    renderings: set[str] = field(default_factory=set)  # manifest renderings: json / prototext
+    duplicates: int = 0  # entries already read from another copy of the same log
+
+    @property
+    def version_range(self) -> str:
+        """The Coder agent versions this file came from, as far as its lines tell."""
+        if self.versions:
+            ordered = sorted(self.versions, key=_version_key)
+            seen = ordered[0] if len(ordered) == 1 else f"{ordered[0]} – {ordered[-1]}"
+            return f"{seen} (process start lines)"
+        hints = []
+        if HUMAN_V1 in self.formats:
+            hints.append("before mid-2023 (slog format)")
+        if "json" in self.renderings:
+            hints.append("≤ v2.9 (JSON manifests)")
+        if "prototext" in self.renderings:
+            hints.append("≥ v2.10 (prototext manifests)")
+        if not hints and HUMAN in self.formats:
+            hints.append("mid-2023 or later (slog format)")
+        return "; ".join(hints) or "unknown"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
 
 
 def stream_of(src: Source) -> str:
     """Files of one log stream: same directory, same name once the rotation stamp is removed."""
+    if src.stream:  # set by whoever knows better (a support bundle's manifest)
+        return src.stream
     name = src.path.name
     if name.endswith(".gz"):
         name = name[:-3]
-    name = ROTATED.sub("", name)
+    name = COPY_MARK.sub("", ROTATED.sub("", name))
     parent = str(Path(src.display).parent)
     return f"{parent}/{name}" if parent != "." else name
 
@@ -147,14 +206,36 @@ def _parse_block(
     part: int,
 ) -> int:
     """Classify and parse one block of lines; returns the running entry count."""
+    text = pl.col("text")
+    # Most blocks have no carriage returns, colour codes or NUL bytes: only clean when needed.
+    sample = "\n".join(lines)
+    if "\r" in sample:
+        text = text.str.strip_chars_end("\r")
+    if "\x1b" in sample:
+        text = text.str.replace_all(ANSI, "")
+    if "\x00" in sample:
+        text = text.str.replace_all("\x00", "\ufffd", literal=True)
+    del sample
     df = pl.DataFrame({"text": lines}, schema={"text": pl.String}).with_columns(
         line=pl.int_range(first_line + 1, first_line + 1 + len(lines), dtype=pl.Int64),
-        text=pl.col("text").str.strip_chars_end("\r").str.replace_all(ANSI, ""),
+        text=text,
+    )
+    # Format B is nearly every line of a modern log; only the rest is tried against the others.
+    df = df.with_columns(fmt=pl.when(pl.col("text").str.contains(ENTRY)).then(pl.lit(HUMAN)))
+    df = df.with_columns(
+        fmt=pl.when(pl.col("fmt").is_not_null())
+        .then(pl.col("fmt"))
+        .when(pl.col("text").str.contains(ENTRY_V1))
+        .then(pl.lit(HUMAN_V1))
+        .when(pl.col("text").str.contains(ENTRY_JSON))
+        .then(pl.lit(JSON))
     )
     df = df.with_columns(
-        is_entry=pl.col("text").str.contains(ENTRY),
+        is_entry=pl.col("fmt").is_not_null(),
         is_blank=pl.col("text").str.strip_chars() == "",
-        indented=pl.col("text").str.contains(r"^\s"),
+        # The trailing block of a multi-line field: indented (format B, and format A in a
+        # file sink) or, in format A, starting with the quoted field name.
+        indented=pl.col("text").str.contains(r'^(\s|"[A-Za-z0-9_. -]+": )'),
     ).with_columns(entry=pl.col("is_entry").cum_sum().cast(pl.Int64) + entry_no)
     cont = df.filter(
         ~pl.col("is_entry") & ~pl.col("is_blank") & pl.col("indented") & (pl.col("entry") > 0)
@@ -162,36 +243,41 @@ def _parse_block(
     bad = df.filter(
         ~pl.col("is_entry") & ~pl.col("is_blank") & ~(pl.col("indented") & (pl.col("entry") > 0))
     )
-    entries = (
-        df.filter(pl.col("is_entry"))
-        .with_columns(
-            pl.col("text").str.extract_groups(ENTRY).struct.rename_fields(["ts", "lvl", "rest"])
-        )
-        .unnest("text")
-        .with_columns(pl.col("rest").str.replace(r" \.\.\.$", ""))
-        .with_columns(
-            logger=pl.col("rest").str.extract(r"^([A-Za-z0-9_.\-]+): ", 1),
-            body=pl.col("rest").str.replace(r"^[A-Za-z0-9_.\-]+: ", ""),
-        )
-        .with_columns(
-            message=pl.col("body").str.extract(r"^(.*?)(?:  [A-Za-z0-9_.\-]+=.*)?$", 1),
-            fields=pl.col("body").str.extract(r"^.*?  ([A-Za-z0-9_.\-]+=.*)$", 1).fill_null(""),
-            level=pl.col("lvl").replace_strict(LEVELS, default="unknown"),
-        )
-    )
+    parts = [
+        _human(df.filter(pl.col("fmt") == HUMAN)),
+        _human_v1(df.filter(pl.col("fmt") == HUMAN_V1)),
+        _json_lines(df.filter(pl.col("fmt") == JSON)),
+    ]
+    present = [p for p in parts if p.height]
+    entries = pl.concat(present).sort("line") if present else parts[0]
+    # A line that looked like JSON but is not a log object: unparsed, not an entry.
+    rejected = entries.filter(pl.col("ts").is_null())
+    if rejected.height:
+        entries = entries.filter(pl.col("ts").is_not_null())
+        bad = pl.concat([bad, df.join(rejected.select("line"), on="line")], how="vertical_relaxed")
+        bad = bad.sort("line")
     entries = _redact_manifests(entries, load).with_columns(
         pl.col("fields").str.replace_all(SECRET, "${1}<redacted>"),
     )
     load.entries += entries.height
     load.continuation += cont.height
+    load.merged += cont.select(pl.col("entry").n_unique()).item() if cont.height else 0
     load.blank += int(df["is_blank"].sum())
     load.unparsed += bad.height
+    for fmt, n in entries.group_by("format").len().iter_rows():
+        load.formats[fmt] = load.formats.get(fmt, 0) + n
+    starts = entries.filter(pl.col("message").is_in(list(START_MESSAGES)))
+    for fields in starts["fields"]:
+        m = re.search(r"(?:^|  )version=\"?(v?\d+\.\d+\.\d+[^\s\"]*)", fields or "")
+        if m:
+            load.versions.add(m.group(1))
     for line, text in bad.select("line", "text").head(MAX_SAMPLES - len(load.samples)).iter_rows():
         load.samples.append((line, re.sub(SECRET, r"\1<redacted>", text[:300])))
     if entries.height:
         first, last = entries["ts"].min(), entries["ts"].max()
         load.first_ts = min(filter(None, [load.first_ts, first]))
         load.last_ts = max(filter(None, [load.last_ts, last]))
+    # Entries whose ids were renumbered by rejected JSON lines keep their own block number.
     entries.select(
         pl.lit(file_id, dtype=pl.Int32).alias("file_id"),
         "line",
@@ -208,7 +294,134 @@ def _parse_block(
         "entry",
         pl.col("text").str.replace_all(SECRET, "${1}<redacted>"),
     ).write_parquet(out_dir / f"cont_{file_id}_{part}.parquet")
-    return entry_no + entries.height
+    return entry_no + int(df["is_entry"].sum())
+
+
+ENTRY_COLUMNS = {
+    "line": pl.Int64,
+    "entry": pl.Int64,
+    "ts": pl.String,
+    "level": pl.String,
+    "logger": pl.String,
+    "message": pl.String,
+    "fields": pl.String,
+    "format": pl.String,
+}
+
+
+def _human(df: pl.DataFrame) -> pl.DataFrame:
+    """Format B: `TS [info]  logger.name: message  key=value  key=value`."""
+    # The layout is fixed: 23 characters of time, " [", 4 of level, "]  ", then the rest.
+    rest = pl.col("text").str.slice(32).str.strip_suffix(" ...")
+    named = rest.str.extract(r"^([A-Za-z0-9_.\-]+): ", 1)
+    body = pl.when(named.is_null()).then(rest).otherwise(rest.str.slice(named.str.len_chars() + 2))
+    return (
+        df.with_columns(
+            ts=pl.col("text").str.slice(0, 23),
+            level=pl.col("text").str.slice(25, 4).replace_strict(LEVELS, default="unknown"),
+            logger=named,
+            body=body,
+        )
+        # The message ends where the first `  key=value` field begins.
+        .with_columns(cut=pl.col("body").str.find(r"  [A-Za-z0-9_.\-]+="))
+        .with_columns(
+            message=pl.when(pl.col("cut").is_null())
+            .then(pl.col("body"))
+            .otherwise(pl.col("body").str.slice(0, pl.col("cut"))),
+            fields=pl.col("body").str.slice(pl.col("cut") + 2).fill_null(""),
+            format=pl.lit(HUMAN),
+        )
+        .select(list(ENTRY_COLUMNS))
+    )
+
+
+def _human_v1(df: pl.DataFrame) -> pl.DataFrame:
+    """Format A (slog before mid-2023), tab-separated:
+    `TS [INFO]\t(logger.names)\t<./path/file.go:12>\tfunc\tmessage\t{"key": "value"}`.
+
+    Copies pasted from a browser have spaces for tabs; both are read. The logger names, the
+    function and the JSON fields are each optional.
+    """
+    if df.height == 0:
+        return _empty_entries()
+    rows = []
+    for line, entry, text in df.select("line", "entry", "text").iter_rows():
+        m = ENTRY_V1_RE.match(text)
+        assert m is not None  # the same pattern selected the line
+        ts, lvl, rest = m.groups()
+        rest = rest.removesuffix(" ...")
+        logger = None
+        if m2 := re.match(r"\(([^)\t]*)\)\s+", rest):
+            logger, rest = m2.group(1), rest[m2.end() :]
+        fields = ""
+        if m2 := re.search(r'\s(\{".*\})\s*$', rest):
+            fields, rest = _json_to_kv(m2.group(1)), rest[: m2.start()]
+        if m2 := re.match(r"<[^>\t]*>\s+", rest):
+            rest = rest[m2.end() :]
+            if "\t" in rest:
+                func, _, rest = rest.partition("\t")
+            elif m3 := re.match(r"(\(?\*?[A-Za-z_][\w.*()]*[.(][\w.*()]*)\s+", rest):
+                rest = rest[m3.end() :]  # a Go function name: has a dot or a parenthesis
+        message = rest.strip()
+        if message.startswith('"') and message.endswith('"') and len(message) > 1:
+            with contextlib.suppress(ValueError, IndexError):
+                message = go_unquote(message)
+        rows.append((line, entry, ts, LEVELS_V1.get(lvl, "unknown"), logger, message, fields))
+    return pl.DataFrame([(*r, HUMAN_V1) for r in rows], schema=ENTRY_COLUMNS, orient="row")
+
+
+def _json_lines(df: pl.DataFrame) -> pl.DataFrame:
+    """The JSON sink (slogjson): one object per line with ts, level, msg, logger_names, fields.
+
+    A line that is not such an object keeps a null `ts` and is counted as unparsed.
+    """
+    if df.height == 0:
+        return _empty_entries()
+    rows = []
+    for line, entry, text in df.select("line", "entry", "text").iter_rows():
+        ts = level = logger = message = None
+        fields = ""
+        try:
+            obj = json.loads(text)
+            when = datetime.fromisoformat(str(obj["ts"]).replace("Z", "+00:00"))
+            if when.tzinfo is not None:
+                when = when.astimezone(UTC)
+            ts = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
+            level = LEVELS_V1.get(str(obj.get("level", "")).upper(), "unknown")
+            names = obj.get("logger_names") or []
+            logger = ".".join(str(n) for n in names) or None
+            message = str(obj.get("msg", ""))
+            if isinstance(obj.get("fields"), dict):
+                fields = _kv(obj["fields"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            ts = None
+        rows.append((line, entry, ts, level, logger, message, fields, JSON))
+    return pl.DataFrame(rows, schema=ENTRY_COLUMNS, orient="row")
+
+
+def _empty_entries() -> pl.DataFrame:
+    return pl.DataFrame(schema=ENTRY_COLUMNS)
+
+
+def _json_to_kv(text: str) -> str:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text
+    return _kv(obj) if isinstance(obj, dict) else text
+
+
+def _kv(fields: dict[str, Any]) -> str:
+    """JSON fields rendered the way format B writes them, so one model reads every format:
+    `key=value` two spaces apart, strings quoted only when they need it, objects as JSON."""
+    out = []
+    for key, value in fields.items():
+        if isinstance(value, str):
+            text = value if re.fullmatch(r"[^\s\"\\=]+", value) else json.dumps(value)
+        else:
+            text = json.dumps(value, separators=(",", ":"))
+        out.append(f"{str(key).replace(' ', '_')}={text}")
+    return "  ".join(out)
 
 
 def _redact_manifests(entries: pl.DataFrame, load: LogLoad) -> pl.DataFrame:
@@ -221,6 +434,8 @@ def _redact_manifests(entries: pl.DataFrame, load: LogLoad) -> pl.DataFrame:
     for line, fields in rows.iter_rows():
         agent_id, workspace_id, rendering = manifest_ids(fields)
         load.manifests += 1
+        if rendering in ("json", "prototext"):
+            load.renderings.add(rendering)
         if agent_id is None:
             load.undecoded_manifests += 1
         replaced[line] = (
@@ -238,18 +453,34 @@ def _redact_manifests(entries: pl.DataFrame, load: LogLoad) -> pl.DataFrame:
     )
 
 
+def host_of(stream: str) -> str:
+    """The host a log stream came from: the directory it was collected into, by convention
+    named after the host (`logs/ml-train-vm/coder-agent.log` -> `ml-train-vm`)."""
+    parent = PurePosixPath(stream).parent
+    for part in reversed(parent.parts):
+        if part.lower() not in GENERIC_DIRS:
+            return part
+    return str(parent) if str(parent) != "." else "(top level)"
+
+
 def load_logs(
     con: duckdb.DuckDBPyConnection, work: Path, files: list[tuple[int, Source, LogLoad]]
-) -> None:
-    """Create `log_files` and `log_events` from the Parquet parts written by `parse_log`."""
+) -> list[str]:
+    """Create `log_files` and `log_events` from the Parquet parts written by `parse_log`.
+
+    Copies of one agent log are read once: files that share a `fetched manifest` line (the
+    same host's log collected twice, from two places) become one stream, and within a stream
+    an entry already read from another file is dropped and counted in `LogLoad.duplicates`.
+    Returns notes saying what was joined.
+    """
     con.execute(
         """CREATE TABLE log_files (file_id INTEGER, source VARCHAR, stream VARCHAR,
-           first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ)"""
+           host VARCHAR, first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ)"""
     )
     for file_id, src, load in files:
         con.execute(
-            "INSERT INTO log_files VALUES (?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)",
-            [file_id, src.display, load.stream, load.first_ts, load.last_ts],
+            "INSERT INTO log_files VALUES (?, ?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)",
+            [file_id, src.display, load.stream, host_of(load.stream), load.first_ts, load.last_ts],
         )
     entries = str(work / "entries_*.parquet").replace("'", "''")
     cont = str(work / "cont_*.parquet").replace("'", "''")
@@ -259,7 +490,7 @@ def load_logs(
             """CREATE TABLE log_events (file_id INTEGER, line BIGINT, ts TIMESTAMPTZ,
                level VARCHAR, logger VARCHAR, message VARCHAR, fields VARCHAR, block VARCHAR)"""
         )
-        return
+        return []
     con.execute(
         f"""CREATE TABLE log_events AS
         WITH blocks AS (
@@ -272,3 +503,98 @@ def load_logs(
         LEFT JOIN blocks b USING (file_id, entry)
         ORDER BY e.file_id, e.line"""
     )
+    notes = _join_copies(con, files)
+    _drop_duplicates(con, files)
+    return notes
+
+
+def _join_copies(
+    con: duckdb.DuckDBPyConnection, files: list[tuple[int, Source, LogLoad]]
+) -> list[str]:
+    """Streams that share a decoded `fetched manifest` line are one host's log, collected twice."""
+    pairs = con.execute(
+        """WITH m AS (
+               SELECT f.stream, e.ts, e.fields FROM log_events e JOIN log_files f USING (file_id)
+               WHERE e.message = 'fetched manifest' AND e.fields LIKE 'agent_id=%-%'
+           )
+           SELECT DISTINCT a.stream, b.stream FROM m a JOIN m b
+             ON a.ts = b.ts AND a.fields = b.fields AND a.stream < b.stream"""
+    ).fetchall()
+    if not pairs:
+        return []
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[str, list[str]] = {}
+    for stream in {s for pair in pairs for s in pair}:
+        groups.setdefault(root(stream), []).append(stream)
+    for _, _, load in files:
+        load.stream = root(load.stream)
+    con.execute(
+        "UPDATE log_files SET stream = m.canonical, host = m.host FROM "
+        "(SELECT unnest(?::VARCHAR[]) AS stream, unnest(?::VARCHAR[]) AS canonical, "
+        "unnest(?::VARCHAR[]) AS host) m WHERE log_files.stream = m.stream",
+        [list(parent), [root(s) for s in parent], [host_of(root(s)) for s in parent]],
+    )
+    return [
+        f"{', '.join(sorted(members))} hold copies of the same agent log (they share manifest "
+        f"lines) and were read as one stream, {canonical}"
+        for canonical, members in sorted(groups.items())
+    ]
+
+
+def _drop_duplicates(
+    con: duckdb.DuckDBPyConnection, files: list[tuple[int, Source, LogLoad]]
+) -> None:
+    """Within a stream, keep one copy of each entry when files overlap in time.
+
+    An entry is the same entry when its time, level, logger, message, fields and trailing block
+    match and it is the same occurrence (first, second, ...) of that text in its file; the copy
+    in the stream's earliest file is kept. Files that do not overlap in time are not compared.
+    """
+    overlapping = con.execute(
+        """SELECT DISTINCT a.file_id FROM log_files a JOIN log_files b
+             ON a.stream = b.stream AND a.file_id <> b.file_id
+            AND a.first_ts <= b.last_ts AND b.first_ts <= a.last_ts"""
+    ).fetchall()
+    if not overlapping:
+        return
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE duplicate_entries AS
+        WITH keyed AS (
+            SELECT e.file_id, e.line, f.stream, f.first_ts, f.source,
+                   hash(e.ts, e.level, e.logger, e.message, e.fields, e.block) AS k,
+                   row_number() OVER (
+                       PARTITION BY e.file_id, e.ts, e.level, e.logger, e.message, e.fields, e.block
+                       ORDER BY e.line) AS occurrence
+            FROM log_events e JOIN log_files f USING (file_id)
+            WHERE e.file_id IN (SELECT unnest(?::INTEGER[]))
+        ),
+        ranked AS (
+            SELECT file_id, line,
+                   row_number() OVER (PARTITION BY stream, k, occurrence
+                                      ORDER BY first_ts, source) AS copy
+            FROM keyed
+        )
+        SELECT file_id, line FROM ranked WHERE copy > 1""",
+        [[f for (f,) in overlapping]],
+    )
+    counts = dict(
+        con.execute("SELECT file_id, count(*) FROM duplicate_entries GROUP BY ALL").fetchall()
+    )
+    if not counts:
+        return
+    con.execute(
+        "DELETE FROM log_events e USING duplicate_entries d "
+        "WHERE e.file_id = d.file_id AND e.line = d.line"
+    )
+    for file_id, _, load in files:
+        load.duplicates = counts.get(file_id, 0)

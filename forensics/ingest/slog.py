@@ -9,6 +9,7 @@ The agent logs its manifest in one of two renderings (reference §3.3):
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 
@@ -18,50 +19,38 @@ _GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
 _PROTO_SIMPLE = {"n": 0x0A, "r": 0x0D, "t": 0x09, '"': 0x22, "'": 0x27, "\\": 0x5C}
 
 
+_GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
+
+
+def _go_escape(m: re.Match[str]) -> str:
+    e = m.group(1)
+    head = e[0]
+    if head == "x" or head in "01234567":
+        byte = int(e[1:], 16) if head == "x" else int(e, 8)
+        # A byte: kept as a surrogate escape, so runs of them can be decoded as UTF-8 below.
+        return chr(byte) if byte < 0x80 else chr(0xDC00 + byte)
+    if head in "uU":
+        return chr(int(e[1:], 16))
+    if head in _GO_ESCAPES:
+        return _GO_ESCAPES[head]
+    if head in ("\\", '"', "'"):
+        return head
+    raise ValueError(f"bad escape \\{head}")
+
+
 def go_unquote(s: str) -> str:
-    """Undo Go's strconv.Quote: the input includes the surrounding double quotes."""
+    """Undo Go's strconv.Quote: the input includes the surrounding double quotes.
+
+    `\\xHH` escapes are bytes: consecutive ones that form UTF-8 become their character, others
+    stay as surrogate escapes (as `bytes.decode(errors="surrogateescape")` gives them).
+    """
     if len(s) < 2 or s[0] != '"' or s[-1] != '"':
         raise ValueError("not a Go quoted string")
-    body, out, i = s[1:-1], [], 0
-    raw = bytearray()  # \x escapes are bytes; flush them as UTF-8 when a rune follows
-
-    def flush() -> None:
-        if raw:
-            out.append(raw.decode("utf-8", errors="surrogateescape"))
-            raw.clear()
-
-    while i < len(body):
-        c = body[i]
-        if c != "\\":
-            flush()
-            out.append(c)
-            i += 1
-            continue
-        e = body[i + 1]
-        if e == "x":
-            raw.append(int(body[i + 2 : i + 4], 16))
-            i += 4
-            continue
-        flush()
-        if e in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[e])
-            i += 2
-        elif e in ('"', "\\", "'"):
-            out.append(e)
-            i += 2
-        elif e == "u":
-            out.append(chr(int(body[i + 2 : i + 6], 16)))
-            i += 6
-        elif e == "U":
-            out.append(chr(int(body[i + 2 : i + 10], 16)))
-            i += 10
-        elif e in "01234567":
-            raw.append(int(body[i + 1 : i + 4], 8))
-            i += 4
-        else:
-            raise ValueError(f"bad escape \\{e}")
-    flush()
-    return "".join(out)
+    body = s[1:-1]
+    if body.endswith("\\") and (len(body) - len(body.rstrip("\\"))) % 2:
+        raise ValueError("dangling escape")
+    text = _GO_ESCAPE.sub(_go_escape, body)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
 
 
 def proto_bytes(s: str) -> bytes:
@@ -111,6 +100,20 @@ def manifest_ids(fields: str) -> tuple[str | None, str | None, str]:
 
     rendering is "json", "prototext" or "unknown"; ids are None when they cannot be decoded.
     """
+    start = fields.find("manifest=")
+    if fields.startswith('manifest="') or (start > 0 and fields[start - 2 : start] == "  "):
+        # Prototext: the ids are top-level fields that come before the environment, scripts
+        # and apps, which can be kilobytes long, so only the part before them is decoded. A
+        # space is never part of an escape in Go's quoting: cutting before one is safe.
+        cut = fields.find(" environment_variables:", start)
+        if fields[start + 9 : start + 10] == '"' and cut > 0:
+            fields = f'manifest={fields[start + 9 : cut]}"'
+    return _manifest_ids(fields)
+
+
+@functools.lru_cache(maxsize=4096)
+def _manifest_ids(fields: str) -> tuple[str | None, str | None, str]:
+    # A process fetches the same manifest on every reconnect: decode each text once.
     value = field_value(fields, "manifest")
     if value is None:
         return None, None, "unknown"

@@ -3,11 +3,15 @@
 -- (oldest first) and line number. A process begins at its start line ("agent is starting now",
 -- before 2023 "starting agent"); an agent instance begins at a process start or at a prebuild
 -- claim's "agent reinitializing", which builds a fresh agent inside the same process.
+
+-- Every log entry, ordered within its stream and numbered by process and instance. `ts_raw` is
+-- the time as the host logged it; `ts` is set below to the server's clock.
 CREATE OR REPLACE TABLE agent_events AS
 WITH ordered AS (
     SELECT
-        e.*,
+        e.file_id, e.line, e.ts, e.ts AS ts_raw, e.level, e.logger, e.message, e.fields, e.block,
         f.stream,
+        f.host,
         f.source,
         dense_rank() OVER (PARTITION BY f.stream ORDER BY f.first_ts NULLS LAST, f.source) AS file_rank,
         e.message IN ('agent is starting now', 'starting agent') AS is_start,
@@ -24,15 +28,97 @@ SELECT
         WHEN is_reinit THEN 'reinitialization'
         WHEN message IN ('fetched manifest', 'fetched metadata') THEN 'manifest'
         WHEN message IN ('set lifecycle state', 'reporting lifecycle state') THEN 'lifecycle'
+        WHEN message = 'attempted to set lifecycle state to a previous state' THEN 'lifecycle refused'
         WHEN message = 'agent received instruction to reinitialize' THEN 'reinit instruction'
         WHEN message IN ('connecting to coderd') THEN 'connect'
         WHEN message IN ('disconnected from coderd', 'likely disconnected from coder') THEN 'disconnect'
-        WHEN message IN ('run exited with error', 'runLoop exited with error') THEN 'connection error'
+        WHEN message IN ('run exited with error', 'runLoop exited with error',
+                         'connection manager errored') THEN 'connection error'
         WHEN message IN ('shutting down agent', 'agent shutting down') THEN 'shutdown'
         WHEN message LIKE 'startup script%failed' THEN 'script failure'
+        WHEN message = 'spawning reaper process' THEN 'reaper start'
     END AS kind
 FROM ordered
 WINDOW w AS (PARTITION BY stream ORDER BY file_rank, line ROWS UNBOUNDED PRECEDING);
+
+-- Each host's clock offset against the server's. Log times come from the agent host's clock,
+-- workspace_agents.first_connected_at from coderd's. A process fetches an agent row's manifest a
+-- fraction of a second after connecting as that row, so where the logs show a row's *first*
+-- connection, the pair (manifest logged at, first_connected_at) measures the offset plus
+-- latency. A manifest shows a first connection when it is the first of an agent instance whose
+-- start (or reinitialization) is in the logs, at most five minutes after it, or when the
+-- instance served another row just before (it moved to a new row). A manifest from a process
+-- whose start was rotated away may be a reconnect hours later, and is not paired. The median
+-- of a stream's pairs is its estimate; one pair gives medium confidence, several that agree
+-- within 10 s high, several that disagree low (not applied). Offsets under two seconds are
+-- latency, not skew, and are not applied; --log-offset HOST=SECONDS (log_offset_overrides) wins.
+CREATE OR REPLACE TABLE log_offsets AS
+WITH manifests AS (
+    SELECT
+        stream, process_no, instance_no, ts_raw, file_rank, line,
+        TRY_CAST(nullif(regexp_extract(fields, 'agent_id=([0-9a-f-]{36})', 1), '') AS UUID) AS agent_id
+    FROM agent_events
+    WHERE message = 'fetched manifest'
+),
+beginnings AS (
+    SELECT stream, process_no, instance_no, min(ts_raw) AS began_at
+    FROM agent_events WHERE is_start OR is_reinit
+    GROUP BY ALL
+),
+sequenced AS (
+    SELECT m.*,
+           lag(m.agent_id) OVER (PARTITION BY m.stream, m.process_no, m.instance_no
+                                 ORDER BY m.file_rank, m.line) AS previous_agent_id,
+           row_number() OVER (PARTITION BY m.stream, m.process_no, m.instance_no
+                              ORDER BY m.file_rank, m.line) AS nth,
+           b.began_at
+    FROM manifests m
+    LEFT JOIN beginnings b USING (stream, process_no, instance_no)
+),
+first_connections AS (
+    SELECT stream, agent_id, min(ts_raw) AS logged_at
+    FROM sequenced
+    WHERE agent_id IS NOT NULL
+      AND ((nth = 1 AND began_at IS NOT NULL AND ts_raw <= began_at + INTERVAL 5 MINUTE)
+           OR (previous_agent_id IS NOT NULL AND previous_agent_id <> agent_id))
+    GROUP BY ALL
+),
+pairs AS (
+    SELECT c.stream, epoch(c.logged_at) - epoch(a.first_connected_at) AS delta
+    FROM first_connections c JOIN workspace_agents a ON a.id = c.agent_id
+    WHERE a.first_connected_at IS NOT NULL
+),
+estimated AS (
+    SELECT stream, round(median(delta), 3) AS seconds, count(*) AS pairs,
+           round(max(delta) - min(delta), 3) AS spread
+    FROM pairs GROUP BY stream
+),
+streams AS (SELECT stream, min(host) AS host FROM log_files GROUP BY stream),
+graded AS (
+    SELECT s.stream, s.host, o.seconds AS given, e.seconds AS estimated,
+           coalesce(e.pairs, 0) AS pairs, e.spread AS spread_seconds,
+           CASE WHEN e.pairs >= 2 AND e.spread <= 10 THEN 'high'
+                WHEN e.pairs = 1 THEN 'medium'
+                WHEN e.pairs >= 2 THEN 'low'
+                ELSE 'none' END AS confidence
+    FROM streams s
+    LEFT JOIN estimated e USING (stream)
+    LEFT JOIN log_offset_overrides o ON o.host IN (s.host, s.stream)
+)
+SELECT stream, host, estimated AS estimated_seconds, pairs, spread_seconds, confidence,
+    CASE WHEN given IS NOT NULL THEN given
+         WHEN confidence IN ('high', 'medium') AND abs(estimated) >= 2 THEN estimated
+         ELSE 0 END AS offset_seconds,
+    CASE WHEN given IS NOT NULL THEN '--log-offset'
+         WHEN confidence IN ('high', 'medium') AND abs(estimated) >= 2 THEN 'estimated'
+         WHEN confidence = 'low' THEN 'pairs disagree: not applied'
+         WHEN pairs > 0 THEN 'within latency: not applied'
+         ELSE 'no first connection in the logs: not applied' END AS method
+FROM graded;
+
+CREATE OR REPLACE TABLE agent_events AS
+SELECT e.* REPLACE (e.ts_raw - to_microseconds(CAST(round(o.offset_seconds * 1e6) AS BIGINT)) AS ts)
+FROM agent_events e JOIN log_offsets o USING (stream);
 
 CREATE OR REPLACE TABLE agent_processes AS
 SELECT
@@ -73,12 +159,24 @@ FROM agent_events
 WHERE kind = 'manifest';
 
 CREATE OR REPLACE TABLE agent_lifecycle_reports AS
-SELECT
-    stream, process_no, instance_no, ts, source, line,
-    coalesce(
-        nullif(regexp_extract(fields, 'current=\{"state":"([a-z_]+)"', 1), ''),
-        nullif(regexp_extract(fields, '(?:^|  )state=\{?"?(?:state"?:"?)?([a-z_]+)', 1), ''),
-        lower(nullif(regexp_extract(fields, 'state:([A-Z_]+)', 1), ''))
-    ) AS state
-FROM agent_events
-WHERE kind = 'lifecycle' AND message = 'set lifecycle state';
+-- `set lifecycle state` (fields current/last, early 2023 state/previous) is the agent's own
+-- record of a change; `reporting lifecycle state` (payload, prototext) its report to coderd.
+-- An instance's reports are taken from the first kind when it logged any, else the second.
+WITH reports AS (
+    SELECT
+        stream, process_no, instance_no, ts, ts_raw, source, line, message,
+        coalesce(
+            nullif(regexp_extract(fields, 'current=\{"state":"([a-z_]+)"', 1), ''),
+            nullif(regexp_extract(fields, '(?:^|  )state=\{?"?(?:state"?:"?)?([a-z_]+)', 1), ''),
+            lower(nullif(regexp_extract(fields, 'state:([A-Z_]+)', 1), ''))
+        ) AS state
+    FROM agent_events
+    WHERE kind = 'lifecycle'
+)
+SELECT stream, process_no, instance_no, ts, ts_raw, source, line, state
+FROM reports r
+WHERE message = 'set lifecycle state'
+   OR NOT EXISTS (
+       SELECT 1 FROM reports s
+       WHERE s.stream = r.stream AND s.process_no = r.process_no
+         AND s.instance_no = r.instance_no AND s.message = 'set lifecycle state');
