@@ -7,7 +7,8 @@ import secrets
 import sys
 import textwrap
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -175,75 +176,66 @@ def analyze_cmd(
     hist: History | None = None
     outcome: Outcome | None = None
     try:
-        when = _parse_time(generated_at) if generated_at else None
-        offsets = parse_log_offsets(log_offset)
-        chosen = choose(load_rules(rules_dir), _ids(select), _ids(ignore), param)
-        check_options(history, fail_on_new, force, keep_runs, keep_days, history_wait)
-        check_out_dir(out)
-        wants_pseudonyms = anonymize or anonymize_key is not None
-        if history is not None:
-            hist = History.open(
-                history,
-                wait=history_wait,
-                progress=lambda m: typer.echo(f"history: {m}", err=True),
+        with _reported(debug):
+            when = _parse_time(generated_at) if generated_at else None
+            offsets = parse_log_offsets(log_offset)
+            chosen = choose(load_rules(rules_dir), _ids(select), _ids(ignore), param)
+            check_options(history, fail_on_new, force, keep_runs, keep_days, history_wait)
+            check_out_dir(out)
+            wants_pseudonyms = anonymize or anonymize_key is not None
+            if history is not None:
+                hist = History.open(
+                    history,
+                    wait=history_wait,
+                    progress=lambda m: typer.echo(f"history: {m}", err=True),
+                )
+            result = analyze(
+                paths,
+                fail_on=fail_on,
+                generated_at=when,
+                rules=chosen,
+                identify=wants_pseudonyms,
+                log_offsets=offsets,
+                inspect=hist.capture if hist is not None else None,
             )
-        result = analyze(
-            paths,
-            fail_on=fail_on,
-            generated_at=when,
-            rules=chosen,
-            identify=wants_pseudonyms,
-            log_offsets=offsets,
-            inspect=hist.capture if hist is not None else None,
-        )
-        pseudonyms = None
-        if wants_pseudonyms:
-            key = anonymize_key.encode() if anonymize_key is not None else secrets.token_bytes(32)
-            pseudonyms = Pseudonymizer(result.identifiers, key)
-        argv = sys.argv if pseudonyms is None else [*sys.argv[:2], "…"]  # paths may name hosts
-        if hist is not None:
-            outcome = hist.record(
-                result,
-                out,
-                force=force,
-                keep_runs=keep_runs,
-                keep_days=keep_days,
-                fail_on_new=fail_on_new,
-            )
-        # The report directory appears whole or not at all; with --history, the history is
-        # committed first, so a report never claims a run that the history does not hold.
-        with staged_dir(out) as stage:
-            write_outputs(
-                result,
-                stage,
-                argv=argv,
-                pseudonyms=pseudonyms,
-                history=outcome.document if outcome is not None else None,
-            )
+            pseudonyms = None
+            if wants_pseudonyms:
+                key = (
+                    anonymize_key.encode() if anonymize_key is not None else secrets.token_bytes(32)
+                )
+                pseudonyms = Pseudonymizer(result.identifiers, key)
+            argv = sys.argv if pseudonyms is None else [*sys.argv[:2], "…"]  # paths may name hosts
             if hist is not None:
-                hist.commit()
-                checkpoint("report-publish")
-        if hist is not None and history is not None:
-            checkpoint("index")
-            index = write_index(
-                out.parent,
-                hist.runs(),
-                str(history),
-                result.tool,
-                jsonable(result.generated_at),
-            )
-    except ForensicsError as exc:
-        if debug:
-            traceback.print_exc()
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except Exception as exc:  # a bug: say so, and how to get details
-        if debug:
-            traceback.print_exc()
-        typer.echo(
-            f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True
-        )
-        raise typer.Exit(ExitCode.INTERNAL) from None
+                outcome = hist.record(
+                    result,
+                    out,
+                    force=force,
+                    keep_runs=keep_runs,
+                    keep_days=keep_days,
+                    fail_on_new=fail_on_new,
+                )
+            # The report directory appears whole or not at all; with --history, the history is
+            # committed first, so a report never claims a run that the history does not hold.
+            with staged_dir(out) as stage:
+                write_outputs(
+                    result,
+                    stage,
+                    argv=argv,
+                    pseudonyms=pseudonyms,
+                    history=outcome.document if outcome is not None else None,
+                )
+                if hist is not None:
+                    hist.commit()
+                    checkpoint("report-publish")
+            if hist is not None and history is not None:
+                checkpoint("index")
+                index = write_index(
+                    out.parent,
+                    hist.runs(),
+                    str(history),
+                    result.tool,
+                    jsonable(result.generated_at),
+                )
     finally:
         if hist is not None:
             hist.close()
@@ -373,7 +365,7 @@ def collect_cmd(
         elif tty:
             typer.echo(message, err=True)
 
-    try:
+    with _reported(debug, clean=lambda text: collecting.redact(text, dsn)):
         when = collecting.parse_since(since) if since else None
         names = collecting.check_workspace_names(workspace or [])
         if print_sql:
@@ -389,19 +381,6 @@ def collect_cmd(
         result = collecting.collect(
             out, dsn=dsn, since=when, workspaces=names, fmt=fmt, progress=progress
         )
-    except ForensicsError as exc:
-        if debug:
-            traceback.print_exc()
-        typer.echo(f"Error: {collecting.redact(str(exc), dsn)}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:  # a bug: say so, and how to get details
-        if debug:
-            traceback.print_exc()
-        message = collecting.redact(f"{type(exc).__name__}: {exc}", dsn)
-        typer.echo(f"Error: internal error: {message} (rerun with --debug)", err=True)
-        raise typer.Exit(ExitCode.INTERNAL) from None
     exported = [t for t in result.tables if t.status == "exported"]
     snapshot = result.manifest["exported_at"]
     typer.echo(
@@ -467,7 +446,7 @@ def timeline_cmd(
 ) -> None:
     """Print one workspace's merged timeline: builds, agent rows, agent processes, findings."""
     inputs = [Path(workspace), *(paths or [])] if list_all else list(paths or [])
-    try:
+    with _reported(debug):
         if color not in timeline_text.COLOR_MODES:
             raise UsageError(f"--color must be one of auto, always, never, not {color!r}")
         if not inputs:
@@ -482,20 +461,6 @@ def timeline_cmd(
                 typer.echo(line)
             raise typer.Exit(ExitCode.OK)
         tl = timeline_text.workspace_timeline(inputs, workspace, log_offsets=offsets)
-    except ForensicsError as exc:
-        if debug:
-            traceback.print_exc()
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:  # a bug: say so, and how to get details
-        if debug:
-            traceback.print_exc()
-        typer.echo(
-            f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True
-        )
-        raise typer.Exit(ExitCode.INTERNAL) from None
     events = timeline_text.since_until(tl.events, start, end)
     shown = events[:limit] if limit else events
     if as_json:
@@ -564,6 +529,28 @@ def parse_log_offsets(values: list[str] | None) -> dict[str, float]:
 
 def _ids(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@contextmanager
+def _reported(debug: bool, clean: Callable[[str], str] = str) -> Iterator[None]:
+    """Turn our errors into one `Error:` line and their exit code, and anything else (a bug)
+    into an internal-error line that says how to see the traceback. `clean` scrubs the text
+    (collect removes the password from a DSN)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ForensicsError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"Error: {clean(str(exc))}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        detail = clean(f"{type(exc).__name__}: {exc}")
+        typer.echo(f"Error: internal error: {detail} (rerun with --debug)", err=True)
+        raise typer.Exit(ExitCode.INTERNAL) from None
 
 
 def _guard(fn: Callable[[], int]) -> None:
