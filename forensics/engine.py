@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import resource
 import secrets
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -86,6 +88,8 @@ class Analysis:
     identifiers: Identifiers = field(default_factory=Identifiers)  # for --anonymize
     # Per log stream: its host's clock offset from the server's, how it was found, how sure.
     clocks: list[dict[str, Any]] = field(default_factory=list)
+    # Per stage of the pipeline: wall time, peak RSS so far and what it processed (benchmarks).
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     def failing(self) -> list[Finding]:
         """Findings at or above the --fail-on threshold."""
@@ -140,17 +144,19 @@ def open_analysis(
     """
     if fail_on not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}")
+    clock = Stages()
     sources = discover(list(paths))
     if not sources:
         raise InputError(f"no files found under {', '.join(str(p) for p in paths)}")
     with tempfile.TemporaryDirectory(prefix="forensics-") as tmp:
         # Support bundles are unpacked here, so nothing is left behind when the run ends.
         sources = expand_bundles(sources, Path(tmp) / "bundles")
+        clock.mark("discover", files=len(sources), bytes=sum(s.size for s in sources))
         con = connect(Path(tmp) / "spill")
         try:
             chosen = builtin_rules() if rules is None else rules
             offsets = log_offsets or {}
-            yield con, _run(con, sources, Path(tmp), fail_on, generated_at, chosen, offsets)
+            yield con, _run(con, sources, Path(tmp), fail_on, generated_at, chosen, offsets, clock)
         finally:
             con.close()
 
@@ -163,6 +169,7 @@ def _run(
     generated_at: datetime | None,
     rules: list[Rule],
     log_offsets: dict[str, float],
+    clock: Stages,
 ) -> Analysis:
     _require_usable(sources)
     create_tables(con)
@@ -171,13 +178,16 @@ def _run(
         load_table(con, src, hash_key, n) for n, src in enumerate(sources) if src.kind == "table"
     ]
     notes = _dedupe(con, table_loads, {s.display for s in sources if s.archive})
+    clock.mark("ingest tables", rows=sum(t.rows_read for t in table_loads))
     work = tmp / "logs"
     work.mkdir()
     log_files = [
         (n, src, parse_log(src, n, work)) for n, src in enumerate(sources) if src.kind in LOG_KINDS
     ]
+    clock.mark("parse logs", lines=sum(lg.lines for _, _, lg in log_files))
     notes += load_logs(con, work, log_files)
     _offset_overrides(con, log_offsets)
+    clock.mark("load logs", entries=sum(lg.entries for _, _, lg in log_files))
     for name, sql in model_sql():
         try:
             con.execute(sql)
@@ -185,6 +195,7 @@ def _run(
             raise RuntimeError(f"model {name} failed: {exc}") from exc
     notes += _model_notes(con)
     as_of = scalar(con, "SELECT as_of FROM export_facts")
+    clock.mark("model")
     missing = _missing_columns(table_loads)
     runs, findings = [], []
     evidence_cache: dict[tuple[Any, ...], Any] = {}  # several rules often flag the same row
@@ -201,6 +212,9 @@ def _run(
             f.rule,
         )
     )
+    clock.mark("rules", findings=len(findings))
+    timelines = {ws: _timeline(con, ws, findings) for ws in _affected(findings)}
+    clock.mark("timelines", workspaces=len(timelines))
     return Analysis(
         inputs=sources,
         tables=table_loads,
@@ -212,7 +226,8 @@ def _run(
         fail_on=fail_on,
         model_notes=notes,
         clocks=_records(con, "SELECT * FROM log_offsets ORDER BY stream", []),
-        timelines={ws: _timeline(con, ws, findings) for ws in _affected(findings)},
+        stages=clock.records,
+        timelines=timelines,
         schema_version=scalar(con, "SELECT CAST(max(version) AS VARCHAR) FROM schema_migrations"),
     )
 
@@ -235,6 +250,22 @@ def _identifiers(con: duckdb.DuckDBPyConnection, sources: list[Source]) -> Ident
             if parent.lower() not in GENERIC_DIRS:
                 ids.add("host", parent)
     return ids
+
+
+class Stages:
+    """Wall time and peak memory of each pipeline stage, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._last = time.perf_counter()
+
+    def mark(self, stage: str, **counts: int) -> None:
+        now = time.perf_counter()
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        self.records.append(
+            {"stage": stage, "seconds": now - self._last, "peak_rss_mib": peak_kib / 1024, **counts}
+        )
+        self._last = now
 
 
 def _offset_overrides(con: duckdb.DuckDBPyConnection, offsets: dict[str, float]) -> None:
