@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+# DuckDB's share of memory. The rest of a run (Python, Polars parsing logs block by block)
+# needs a few hundred MB more, so the whole run stays under 2 GB whatever the input size;
+# what does not fit is spilled to the run's temporary directory.
+MEMORY_LIMIT = os.environ.get("FORENSICS_MEMORY_LIMIT", "1GB")
+
 
 def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory database that works in UTC and spills to `spill_dir` when memory runs short."""
-    config: dict[str, str | bool | int | float | list[str]] = {}
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": MEMORY_LIMIT}
     if spill_dir:
         config["temp_directory"] = str(spill_dir)
     con = duckdb.connect(config=config)

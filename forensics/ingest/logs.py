@@ -59,7 +59,8 @@ LEVELS_V1 = {
     "FATAL": "fatal",
 }
 ENTRY_JSON = r"^\s*\{"  # a JSON object that is not a log entry is rejected when parsed
-START_MESSAGES = ("agent is starting now", "starting agent")
+START_MESSAGES = ("agent is starting now", "starting agent")  # a new agent process
+REINIT_MESSAGE = "agent reinitializing"  # a prebuild claim: a new agent in the same process
 ANSI = r"\x1b\[[0-9;]*[A-Za-z]"
 # Values that must never reach an output even from raw log text.
 SECRET = (
@@ -96,6 +97,8 @@ class LogLoad:
     versions: set[str] = field(default_factory=set)  # agent versions from process start lines
     renderings: set[str] = field(default_factory=set)  # manifest renderings: json / prototext
     duplicates: int = 0  # entries already read from another copy of the same log
+    starts: int = 0  # agent process start lines
+    reinits: int = 0  # prebuild-claim reinitializations
 
     @property
     def version_range(self) -> str:
@@ -310,6 +313,19 @@ def _parse_block(
         load.first_ts = min(filter(None, [load.first_ts, first]))
         load.last_ts = max(filter(None, [load.last_ts, last]))
     # Entries whose ids were renumbered by rejected JSON lines keep their own block number.
+    # Process boundaries, counted here so the model needs no window over every line: an entry's
+    # process within the file is the number of start lines up to it (instances: starts and
+    # prebuild-claim reinitializations).
+    is_start = pl.col("message").is_in(list(START_MESSAGES))
+    is_reinit = pl.col("message") == REINIT_MESSAGE
+    entries = entries.with_columns(is_start=is_start, is_reinit=is_reinit).with_columns(
+        starts=pl.col("is_start").cum_sum().cast(pl.Int64) + load.starts,
+        instances=(pl.col("is_start") | pl.col("is_reinit")).cum_sum().cast(pl.Int64)
+        + load.starts
+        + load.reinits,
+    )
+    load.starts += int(entries["is_start"].sum())
+    load.reinits += int(entries["is_reinit"].sum())
     entries.select(
         pl.lit(file_id, dtype=pl.Int32).alias("file_id"),
         "line",
@@ -319,6 +335,10 @@ def _parse_block(
         "logger",
         "message",
         "fields",
+        "is_start",
+        "is_reinit",
+        "starts",
+        "instances",
     ).write_parquet(out_dir / f"entries_{file_id}_{part}.parquet", compression="uncompressed")
     cont.select(
         pl.lit(file_id, dtype=pl.Int32).alias("file_id"),
@@ -520,7 +540,8 @@ def load_logs(
     if not has_parts:
         con.execute(
             """CREATE TABLE log_events (file_id INTEGER, line BIGINT, ts TIMESTAMPTZ,
-               level VARCHAR, logger VARCHAR, message VARCHAR, fields VARCHAR, block VARCHAR)"""
+               level VARCHAR, logger VARCHAR, message VARCHAR, fields VARCHAR, block VARCHAR,
+               is_start BOOLEAN, is_reinit BOOLEAN, starts BIGINT, instances BIGINT)"""
         )
         return []
     con.execute(
@@ -530,10 +551,9 @@ def load_logs(
             FROM read_parquet('{cont}') GROUP BY ALL
         )
         SELECT e.file_id, e.line, CAST(e.ts AS TIMESTAMPTZ) AS ts, e.level, e.logger,
-               e.message, e.fields, b.block
+               e.message, e.fields, b.block, e.is_start, e.is_reinit, e.starts, e.instances
         FROM read_parquet('{entries}') e
-        LEFT JOIN blocks b USING (file_id, entry)
-        ORDER BY e.file_id, e.line"""
+        LEFT JOIN blocks b USING (file_id, entry)"""
     )
     notes = _join_copies(con, files)
     _drop_duplicates(con, files)
@@ -627,6 +647,18 @@ def _drop_duplicates(
     con.execute(
         "DELETE FROM log_events e USING duplicate_entries d "
         "WHERE e.file_id = d.file_id AND e.line = d.line"
+    )
+    # Recount the process boundaries of the files that lost entries.
+    con.execute(
+        """UPDATE log_events SET starts = w.starts, instances = w.instances FROM (
+               SELECT file_id, line,
+                      sum(CAST(is_start AS INTEGER)) OVER f AS starts,
+                      sum(CAST(is_start OR is_reinit AS INTEGER)) OVER f AS instances
+               FROM log_events WHERE file_id IN (SELECT unnest(?::INTEGER[]))
+               WINDOW f AS (PARTITION BY file_id ORDER BY line)
+           ) w
+           WHERE log_events.file_id = w.file_id AND log_events.line = w.line""",
+        [list(counts)],
     )
     for file_id, _, load in files:
         load.duplicates = counts.get(file_id, 0)

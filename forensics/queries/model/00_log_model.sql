@@ -4,42 +4,27 @@
 -- before 2023 "starting agent"); an agent instance begins at a process start or at a prebuild
 -- claim's "agent reinitializing", which builds a fresh agent inside the same process.
 
--- Every log entry, ordered within its stream and numbered by process and instance. `ts_raw` is
--- the time as the host logged it; `ts` is set below to the server's clock.
-CREATE OR REPLACE TABLE agent_events AS
-WITH ordered AS (
-    SELECT
-        e.file_id, e.line, e.ts, e.ts AS ts_raw, e.level, e.logger, e.message, e.fields, e.block,
-        f.stream,
-        f.host,
-        f.source,
-        dense_rank() OVER (PARTITION BY f.stream ORDER BY f.first_ts NULLS LAST, f.source) AS file_rank,
-        e.message IN ('agent is starting now', 'starting agent') AS is_start,
-        e.message = 'agent reinitializing' AS is_reinit
-    FROM log_events e
-    JOIN log_files f USING (file_id)
+-- Where each file sits in its stream, and how many processes (and agent instances) began in
+-- the stream's earlier files: an entry's process number is that plus the start lines up to it
+-- in its own file (counted when the file was parsed), so no window runs over every line.
+CREATE OR REPLACE TABLE log_positions AS
+WITH counted AS (
+    SELECT f.file_id, f.stream, f.host, f.source,
+           dense_rank() OVER (PARTITION BY f.stream ORDER BY f.first_ts NULLS LAST, f.source) AS file_rank,
+           coalesce(c.starts, 0) AS starts, coalesce(c.instances, 0) AS instances
+    FROM log_files f
+    LEFT JOIN (
+        SELECT file_id, count(*) FILTER (is_start) AS starts,
+               count(*) FILTER (is_start OR is_reinit) AS instances
+        FROM log_events GROUP BY file_id
+    ) c USING (file_id)
 )
-SELECT
-    *,
-    sum(CAST(is_start AS INTEGER)) OVER w AS process_no,
-    sum(CAST(is_start OR is_reinit AS INTEGER)) OVER w AS instance_no,
-    CASE
-        WHEN is_start THEN 'process start'
-        WHEN is_reinit THEN 'reinitialization'
-        WHEN message IN ('fetched manifest', 'fetched metadata') THEN 'manifest'
-        WHEN message IN ('set lifecycle state', 'reporting lifecycle state') THEN 'lifecycle'
-        WHEN message = 'attempted to set lifecycle state to a previous state' THEN 'lifecycle refused'
-        WHEN message = 'agent received instruction to reinitialize' THEN 'reinit instruction'
-        WHEN message IN ('connecting to coderd') THEN 'connect'
-        WHEN message IN ('disconnected from coderd', 'likely disconnected from coder') THEN 'disconnect'
-        WHEN message IN ('run exited with error', 'runLoop exited with error',
-                         'connection manager errored') THEN 'connection error'
-        WHEN message IN ('shutting down agent', 'agent shutting down') THEN 'shutdown'
-        WHEN message LIKE 'startup script%failed' THEN 'script failure'
-        WHEN message = 'spawning reaper process' THEN 'reaper start'
-    END AS kind
-FROM ordered
-WINDOW w AS (PARTITION BY stream ORDER BY file_rank, line ROWS UNBOUNDED PRECEDING);
+SELECT file_id, stream, host, source, file_rank,
+       coalesce(sum(starts) OVER earlier, 0) AS starts_before,
+       coalesce(sum(instances) OVER earlier, 0) AS instances_before
+FROM counted
+WINDOW earlier AS (PARTITION BY stream ORDER BY file_rank
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING);
 
 -- Each host's clock offset against the server's. Log times come from the agent host's clock,
 -- workspace_agents.first_connected_at from coderd's. A process fetches an agent row's manifest a
@@ -53,16 +38,23 @@ WINDOW w AS (PARTITION BY stream ORDER BY file_rank, line ROWS UNBOUNDED PRECEDI
 -- within 10 s high, several that disagree low (not applied). Offsets under two seconds are
 -- latency, not skew, and are not applied; --log-offset HOST=SECONDS (log_offset_overrides) wins.
 CREATE OR REPLACE TABLE log_offsets AS
-WITH manifests AS (
+WITH positioned AS (
+    SELECT p.stream, p.file_rank, e.line, e.ts AS ts_raw, e.fields, e.message, e.is_start,
+           e.is_reinit, p.starts_before + e.starts AS process_no,
+           p.instances_before + e.instances AS instance_no
+    FROM log_events e JOIN log_positions p USING (file_id)
+    WHERE e.message = 'fetched manifest' OR e.is_start OR e.is_reinit
+),
+manifests AS (
     SELECT
         stream, process_no, instance_no, ts_raw, file_rank, line,
         TRY_CAST(nullif(regexp_extract(fields, 'agent_id=([0-9a-f-]{36})', 1), '') AS UUID) AS agent_id
-    FROM agent_events
+    FROM positioned
     WHERE message = 'fetched manifest'
 ),
 beginnings AS (
     SELECT stream, process_no, instance_no, min(ts_raw) AS began_at
-    FROM agent_events WHERE is_start OR is_reinit
+    FROM positioned WHERE is_start OR is_reinit
     GROUP BY ALL
 ),
 sequenced AS (
@@ -116,9 +108,34 @@ SELECT stream, host, estimated AS estimated_seconds, pairs, spread_seconds, conf
          ELSE 'no first connection in the logs: not applied' END AS method
 FROM graded;
 
+-- Every log entry with its stream, process and instance: `ts` on the server's clock (corrected by
+-- its host's offset), `ts_raw` as logged.
 CREATE OR REPLACE TABLE agent_events AS
-SELECT e.* REPLACE (e.ts_raw - to_microseconds(CAST(round(o.offset_seconds * 1e6) AS BIGINT)) AS ts)
-FROM agent_events e JOIN log_offsets o USING (stream);
+SELECT
+    e.file_id, e.line,
+    e.ts - to_microseconds(CAST(round(o.offset_seconds * 1e6) AS BIGINT)) AS ts,
+    e.ts AS ts_raw, e.level, e.logger, e.message, e.fields, e.block,
+    p.stream, p.host, p.source, p.file_rank, e.is_start, e.is_reinit,
+    p.starts_before + e.starts AS process_no,
+    p.instances_before + e.instances AS instance_no,
+    CASE
+        WHEN e.is_start THEN 'process start'
+        WHEN e.is_reinit THEN 'reinitialization'
+        WHEN e.message IN ('fetched manifest', 'fetched metadata') THEN 'manifest'
+        WHEN e.message IN ('set lifecycle state', 'reporting lifecycle state') THEN 'lifecycle'
+        WHEN e.message = 'attempted to set lifecycle state to a previous state' THEN 'lifecycle refused'
+        WHEN e.message = 'agent received instruction to reinitialize' THEN 'reinit instruction'
+        WHEN e.message IN ('connecting to coderd') THEN 'connect'
+        WHEN e.message IN ('disconnected from coderd', 'likely disconnected from coder') THEN 'disconnect'
+        WHEN e.message IN ('run exited with error', 'runLoop exited with error',
+                           'connection manager errored') THEN 'connection error'
+        WHEN e.message IN ('shutting down agent', 'agent shutting down') THEN 'shutdown'
+        WHEN e.message LIKE 'startup script%failed' THEN 'script failure'
+        WHEN e.message = 'spawning reaper process' THEN 'reaper start'
+    END AS kind
+FROM log_events e
+JOIN log_positions p USING (file_id)
+JOIN log_offsets o USING (stream);
 
 CREATE OR REPLACE TABLE agent_processes AS
 SELECT
