@@ -333,7 +333,7 @@ def _timeline(con: duckdb.DuckDBPyConnection, workspace_id: str, findings: list[
                          'agent_id': CAST(m.agent_id AS VARCHAR)} ORDER BY e.file_rank, e.line)
                       FILTER (e.kind IS NOT NULL))[1:400] AS events
            FROM agent_processes p JOIN served USING (stream, process_no)
-           LEFT JOIN agent_events e USING (stream, process_no)
+           LEFT JOIN agent_key_events e USING (stream, process_no)
            LEFT JOIN agent_manifests m ON m.stream = e.stream AND m.source = e.source
                                       AND m.line = e.line
            GROUP BY ALL ORDER BY began_at, p.stream""",
@@ -634,9 +634,8 @@ def _log_lines(
             )
             SELECT e.source, e.line, e.ts, e.ts_raw, e.level, e.logger, e.message, e.fields,
                    e.block, e.kind, o.offset_seconds
-            FROM agent_events e JOIN served USING (stream, process_no)
+            FROM agent_key_events e JOIN served USING (stream, process_no)
             JOIN log_offsets o USING (stream)
-            WHERE e.kind IS NOT NULL
             ORDER BY e.stream, e.file_rank, e.line
             LIMIT {MAX_LOG_EVIDENCE}""",
         [agent_id, stream, process_no, stream],

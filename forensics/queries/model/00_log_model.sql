@@ -137,6 +137,11 @@ FROM log_events e
 JOIN log_positions p USING (file_id)
 JOIN log_offsets o USING (stream);
 
+-- The entries that mark what a process did (start, manifest, lifecycle, connection, errors,
+-- shutdown): a small share of a log, which evidence and timelines look up per agent row.
+CREATE OR REPLACE TABLE agent_key_events AS
+SELECT * FROM agent_events WHERE kind IS NOT NULL;
+
 CREATE OR REPLACE TABLE agent_processes AS
 SELECT
     stream,
