@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -84,7 +85,7 @@ def load_table(con: duckdb.DuckDBPyConnection, src: Source, hash_key: str, n: in
     with tempfile.TemporaryDirectory(prefix="forensics-") as tmp:
         stage, source_cols = _stage(con, src, Path(tmp), n)
         load = _insert(con, table, src, stage, source_cols, hash_key, n)
-        con.execute(f"DROP VIEW IF EXISTS {stage}")
+        con.execute(f"DROP VIEW IF EXISTS {stage}; DROP VIEW IF EXISTS {stage}_numbered")
     return load
 
 
@@ -101,13 +102,18 @@ def _stage(
     if src.format == "csv":
         header = _csv_header(src)
         cols = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in header)
+        options = f"""header=true, auto_detect=false, columns={{{cols}}}, delim=',',
+            quote='"', escape='"', allow_quoted_nulls=false, compression='{compression}',
+            new_line='\\n'"""
         con.execute(
-            f"""CREATE VIEW {stage} AS
-            SELECT *, row_number() OVER () AS __row FROM read_csv('{path}',
-                header=true, auto_detect=false, columns={{{cols}}}, delim=',', quote='"',
-                escape='"', allow_quoted_nulls=false, store_rejects=true,
-                rejects_table='__rej_{n}', rejects_scan='__rejscan_{n}',
-                compression='{compression}', new_line='\\n')"""
+            f"""CREATE VIEW {stage} AS SELECT * FROM read_csv('{path}', {options},
+                store_rejects=true, rejects_table='__rej_{n}', rejects_scan='__rejscan_{n}')"""
+        )
+        # Numbered rows, read again only to place rejected rows: the same rows (structurally
+        # bad lines are skipped alike), without recording those lines a second time.
+        con.execute(
+            f"""CREATE VIEW {stage}_numbered AS SELECT *, row_number() OVER () AS __row
+            FROM read_csv('{path}', {options}, ignore_errors=true)"""
         )
         return stage, {c: "VARCHAR" for c in header}
     if src.format == "ndjson":
@@ -149,12 +155,12 @@ def _stage(
             with gzip.open(src.path, "rb") as fin, plain_path.open("wb") as fout:
                 shutil.copyfileobj(fin, fout)
             path = str(plain_path).replace("'", "''")
+        con.execute(f"CREATE VIEW {stage} AS SELECT * FROM read_parquet('{path}')")
         con.execute(
-            f"CREATE VIEW {stage} AS SELECT *, row_number() OVER () AS __row "
+            f"CREATE VIEW {stage}_numbered AS SELECT *, row_number() OVER () AS __row "
             f"FROM read_parquet('{path}')"
         )
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {stage}").fetchall()}
-        types.pop("__row", None)
         return stage, types
     raise ValueError(f"unknown table format {src.format!r}")
 
@@ -249,12 +255,12 @@ def _insert(
 
     reason = f"concat_ws('; ', {', '.join(checks)})" if checks else "''"
     source = src.display.replace("'", "''")
+    numbered = src.format == "ndjson"  # NDJSON rows carry their line; others are numbered below
     con.execute(
         f"""CREATE TEMP TABLE __typed_{n} AS
-        SELECT {", ".join(select)}, '{source}' AS __source, __row, __line_or_null AS __line,
-               {reason} AS __reason
-        FROM (SELECT *, {"__line" if src.format == "ndjson" else "NULL::BIGINT"} AS __line_or_null
-              FROM {stage})"""
+        SELECT {", ".join(select)}, '{source}' AS __source,
+               {"__line" if numbered else "NULL::BIGINT"} AS __line, {reason} AS __reason
+        FROM {stage}"""
     )
     cols = ", ".join(f'"{c}"' for c in [*table.columns, *(f"{h}_hash" for h in table.hashed)])
     con.execute(
@@ -266,11 +272,19 @@ def _insert(
         f"""SELECT count(*) FILTER (__reason = ''), count(*) FILTER (__reason <> '')
             FROM __typed_{n}""",
     )
-    samples = con.execute(
-        f"SELECT __row, __line, __reason FROM __typed_{n} WHERE __reason <> '' "
-        f"ORDER BY __row LIMIT {MAX_REJECT_SAMPLES}"
-    ).fetchall()
     structural = _structural_rejects(con, src, n)
+    samples: list[tuple[Any, ...]] = []
+    if bad and numbered:
+        samples = con.execute(
+            f"SELECT __line, __line, __reason FROM __typed_{n} WHERE __reason <> '' "
+            f"ORDER BY __line LIMIT {MAX_REJECT_SAMPLES}"
+        ).fetchall()
+    elif bad:
+        samples = con.execute(
+            f"""SELECT __row, NULL, __reason FROM (
+                    SELECT __row, {reason} AS __reason FROM {stage}_numbered)
+                WHERE __reason <> '' ORDER BY __row LIMIT {MAX_REJECT_SAMPLES}"""
+        ).fetchall()
     load.rejected = bad + len(structural)
     load.rows_read = load.rows_loaded + load.rejected
     rows_to_lines = _row_lines(src, [r[0] for r in samples], structural)
