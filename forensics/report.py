@@ -18,7 +18,7 @@ import shlex
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -239,6 +239,22 @@ def _context(
         "tables": doc["coverage"]["tables"],
         "logs": doc["coverage"]["logs"],
         "clocks": doc["coverage"]["clocks"],
+        # The page lists at most MAX_COVERAGE_ROWS files per table, those with something to
+        # say first, and sums up the rest, so its size does not grow with the input's;
+        # findings.json lists every file.
+        "shown": {
+            "inputs": _most_telling(
+                doc["inputs"], lambda s: s["kind"] not in ("table", "agent_log")
+            ),
+            "tables": _most_telling(doc["coverage"]["tables"], lambda t: t["rejected"] > 0),
+            "logs": _most_telling(
+                doc["coverage"]["logs"],
+                lambda lg: lg["unparsed"] > 0 or bool(lg["problem"]) or lg["duplicates"] > 0,
+            ),
+            "clocks": _most_telling(
+                doc["coverage"]["clocks"], lambda c: c["method"] in ("estimated", "--log-offset")
+            ),
+        },
         "notes": doc["coverage"]["notes"],
         "verdict": doc["verdict"],
         "generated_at": doc["generated_at"],
@@ -251,6 +267,20 @@ def _context(
             trend_svg(doc["history"]["trend"], doc["history"]["run"]) if "history" in doc else None
         ),
     }
+
+
+MAX_COVERAGE_ROWS = 60
+
+
+def _most_telling(rows: list[dict[str, Any]], telling: Callable[[dict[str, Any]], bool]) -> dict:
+    """At most MAX_COVERAGE_ROWS rows, the telling ones first (in their order), and the rest
+    counted: {"rows": [...], "more": n}."""
+    if len(rows) <= MAX_COVERAGE_ROWS:
+        return {"rows": rows, "more": 0}
+    first = [r for r in rows if telling(r)]
+    rest = [r for r in rows if not telling(r)]
+    shown = (first + rest)[:MAX_COVERAGE_ROWS]
+    return {"rows": shown, "more": len(rows) - len(shown)}
 
 
 def text_timeline(timeline: dict[str, Any], limit: int = 40) -> list[str]:

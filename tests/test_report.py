@@ -512,3 +512,37 @@ def test_fingerprints_are_stable_and_distinct(sample_out, many_run, scn, tmp_pat
     assert len(set(fp(first).values())) == 2  # same agent, two rules
     many = json.loads((many_run / "findings.json").read_text())["findings"]
     assert len({f["fingerprint"] for f in many}) == len(many) == 300
+
+
+def test_coverage_lists_a_bounded_number_of_files_the_telling_ones_first(tmp_path):
+    import shutil
+
+    from forensics.report import MAX_COVERAGE_ROWS
+
+    dump = tmp_path / "incident"
+    shutil.copytree(SAMPLE, dump)
+    for n in range(MAX_COVERAGE_ROWS + 15):
+        host = dump / "logs" / f"quiet-{n:03d}"
+        host.mkdir()
+        lines = [
+            f"2026-05-14 10:{m:02d}:0{n % 10}.000 [debu]  net.tailnet: peer {n}" for m in range(3)
+        ]
+        (host / "coder-agent.log").write_text("\n".join(lines) + "\n")
+    damaged = dump / "logs" / "quiet-999"
+    damaged.mkdir()
+    (damaged / "coder-agent.log").write_text(
+        "2026-05-14 10:00:00.000 [info]  connecting to coderd\nthis line is garbage\n"
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["analyze", str(dump), "--out", str(out)])
+    assert result.exit_code == ExitCode.FINDINGS, result.output
+    html = (out / "report.html").read_text()
+    logs = html[
+        html.index("<h3>Agent logs</h3>") : html.index(
+            "</table>", html.index("<h3>Agent logs</h3>")
+        )
+    ]
+    assert logs.count('<tr><td class="mono">') == MAX_COVERAGE_ROWS
+    assert "quiet-999/coder-agent.log" in logs and "this line is garbage" in logs  # telling first
+    total = len(json.loads((out / "findings.json").read_text())["coverage"]["logs"])
+    assert f"and {total - MAX_COVERAGE_ROWS} more log file(s), 0 unparsed" in logs
