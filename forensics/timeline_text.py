@@ -366,7 +366,7 @@ def _process_events(
                    c.http_status, c.http_message, c.error_detail, c.error_text,
                    nullif(regexp_extract(e.fields, '(?:^|  )reason=(\\S+)', 1), '') AS reason,
                    nullif(regexp_extract(e.fields, '(?:^|  )error=(.*)$', 1), '') AS error
-            FROM agent_events e JOIN ({served}) s USING (stream, process_no)
+            FROM agent_key_events e JOIN ({served}) s USING (stream, process_no)
             LEFT JOIN agent_manifests m
                    ON m.stream = e.stream AND m.source = e.source AND m.line = e.line
             LEFT JOIN agent_lifecycle_reports r

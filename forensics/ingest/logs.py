@@ -61,6 +61,28 @@ LEVELS_V1 = {
 ENTRY_JSON = r"^\s*\{"  # a JSON object that is not a log entry is rejected when parsed
 START_MESSAGES = ("agent is starting now", "starting agent")  # a new agent process
 REINIT_MESSAGE = "agent reinitializing"  # a prebuild claim: a new agent in the same process
+# What an entry says about its process, by message, across versions (reference §3.4). Entries
+# with a kind are the few the model and the evidence look at; the rest is noise.
+KINDS = {
+    **dict.fromkeys(START_MESSAGES, "process start"),
+    REINIT_MESSAGE: "reinitialization",
+    "fetched manifest": "manifest",
+    "fetched metadata": "manifest",
+    "set lifecycle state": "lifecycle",
+    "reporting lifecycle state": "lifecycle",
+    "attempted to set lifecycle state to a previous state": "lifecycle refused",
+    "agent received instruction to reinitialize": "reinit instruction",
+    "connecting to coderd": "connect",
+    "disconnected from coderd": "disconnect",
+    "likely disconnected from coder": "disconnect",
+    "run exited with error": "connection error",
+    "runLoop exited with error": "connection error",
+    "connection manager errored": "connection error",
+    "failed to exchange session token": "connection error",
+    "shutting down agent": "shutdown",
+    "agent shutting down": "shutdown",
+    "spawning reaper process": "reaper start",
+}
 ANSI = r"\x1b\[[0-9;]*[A-Za-z]"
 # Values that must never reach an output even from raw log text.
 SECRET = (
@@ -318,7 +340,15 @@ def _parse_block(
     # prebuild-claim reinitializations).
     is_start = pl.col("message").is_in(list(START_MESSAGES))
     is_reinit = pl.col("message") == REINIT_MESSAGE
-    entries = entries.with_columns(is_start=is_start, is_reinit=is_reinit).with_columns(
+    kind = (
+        pl.when(pl.col("message").is_in(list(KINDS)))
+        .then(pl.col("message").replace_strict(KINDS, default=None))
+        .when(pl.col("message").str.contains(r"^startup script.*failed$"))
+        .then(pl.lit("script failure"))
+        .when(pl.col("fields").str.contains("unexpected status code", literal=True))
+        .then(pl.lit("connection error"))
+    )
+    entries = entries.with_columns(is_start=is_start, is_reinit=is_reinit, kind=kind).with_columns(
         starts=pl.col("is_start").cum_sum().cast(pl.Int64) + load.starts,
         instances=(pl.col("is_start") | pl.col("is_reinit")).cum_sum().cast(pl.Int64)
         + load.starts
@@ -339,6 +369,7 @@ def _parse_block(
         "is_reinit",
         "starts",
         "instances",
+        "kind",
     ).write_parquet(out_dir / f"entries_{file_id}_{part}.parquet", compression="uncompressed")
     cont.select(
         pl.lit(file_id, dtype=pl.Int32).alias("file_id"),
@@ -541,7 +572,8 @@ def load_logs(
         con.execute(
             """CREATE TABLE log_events (file_id INTEGER, line BIGINT, ts TIMESTAMPTZ,
                level VARCHAR, logger VARCHAR, message VARCHAR, fields VARCHAR, block VARCHAR,
-               is_start BOOLEAN, is_reinit BOOLEAN, starts BIGINT, instances BIGINT)"""
+               is_start BOOLEAN, is_reinit BOOLEAN, starts BIGINT, instances BIGINT,
+               kind VARCHAR)"""
         )
         return []
     con.execute(
@@ -551,7 +583,10 @@ def load_logs(
             FROM read_parquet('{cont}') GROUP BY ALL
         )
         SELECT e.file_id, e.line, CAST(e.ts AS TIMESTAMPTZ) AS ts, e.level, e.logger,
-               e.message, e.fields, b.block, e.is_start, e.is_reinit, e.starts, e.instances
+               e.message, e.fields, b.block, e.is_start, e.is_reinit, e.starts, e.instances,
+               -- a multi-line HTTP error under another message is a connection error too
+               coalesce(e.kind, CASE WHEN b.block LIKE '%unexpected status code%'
+                                     THEN 'connection error' END) AS kind
         FROM read_parquet('{entries}') e
         LEFT JOIN blocks b USING (file_id, entry)"""
     )

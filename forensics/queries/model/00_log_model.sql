@@ -108,9 +108,26 @@ SELECT stream, host, estimated AS estimated_seconds, pairs, spread_seconds, conf
          ELSE 'no first connection in the logs: not applied' END AS method
 FROM graded;
 
--- Every log entry with its stream, process and instance: `ts` on the server's clock (corrected by
--- its host's offset), `ts_raw` as logged.
+-- Every log entry's place: stream, process and instance, `ts` on the server's clock (corrected
+-- by its host's offset), `ts_raw` as logged, and its kind (set when the file was parsed). The
+-- text stays in log_events; agent_key_events carries it for the entries with a kind.
 CREATE OR REPLACE TABLE agent_events AS
+SELECT
+    e.file_id, e.line,
+    e.ts - to_microseconds(CAST(round(o.offset_seconds * 1e6) AS BIGINT)) AS ts,
+    e.ts AS ts_raw,
+    p.stream, p.host, p.source, p.file_rank, e.is_start, e.is_reinit,
+    p.starts_before + e.starts AS process_no,
+    p.instances_before + e.instances AS instance_no,
+    e.kind
+FROM log_events e
+JOIN log_positions p USING (file_id)
+JOIN log_offsets o USING (stream);
+
+-- The entries that mark what a process did (start, manifest, lifecycle, connection, errors,
+-- shutdown), with their text: a small share of a log, which the model, the evidence and the
+-- timelines read.
+CREATE OR REPLACE TABLE agent_key_events AS
 SELECT
     e.file_id, e.line,
     e.ts - to_microseconds(CAST(round(o.offset_seconds * 1e6) AS BIGINT)) AS ts,
@@ -118,29 +135,11 @@ SELECT
     p.stream, p.host, p.source, p.file_rank, e.is_start, e.is_reinit,
     p.starts_before + e.starts AS process_no,
     p.instances_before + e.instances AS instance_no,
-    CASE
-        WHEN e.is_start THEN 'process start'
-        WHEN e.is_reinit THEN 'reinitialization'
-        WHEN e.message IN ('fetched manifest', 'fetched metadata') THEN 'manifest'
-        WHEN e.message IN ('set lifecycle state', 'reporting lifecycle state') THEN 'lifecycle'
-        WHEN e.message = 'attempted to set lifecycle state to a previous state' THEN 'lifecycle refused'
-        WHEN e.message = 'agent received instruction to reinitialize' THEN 'reinit instruction'
-        WHEN e.message IN ('connecting to coderd') THEN 'connect'
-        WHEN e.message IN ('disconnected from coderd', 'likely disconnected from coder') THEN 'disconnect'
-        WHEN e.message IN ('run exited with error', 'runLoop exited with error',
-                           'connection manager errored') THEN 'connection error'
-        WHEN e.message IN ('shutting down agent', 'agent shutting down') THEN 'shutdown'
-        WHEN e.message LIKE 'startup script%failed' THEN 'script failure'
-        WHEN e.message = 'spawning reaper process' THEN 'reaper start'
-    END AS kind
+    e.kind
 FROM log_events e
 JOIN log_positions p USING (file_id)
-JOIN log_offsets o USING (stream);
-
--- The entries that mark what a process did (start, manifest, lifecycle, connection, errors,
--- shutdown): a small share of a log, which evidence and timelines look up per agent row.
-CREATE OR REPLACE TABLE agent_key_events AS
-SELECT * FROM agent_events WHERE kind IS NOT NULL;
+JOIN log_offsets o USING (stream)
+WHERE e.kind IS NOT NULL;
 
 CREATE OR REPLACE TABLE agent_processes AS
 SELECT
@@ -151,10 +150,17 @@ SELECT
     max(ts) AS last_seen_at,
     arg_min(source, file_rank * 1e12 + line) AS first_source,
     arg_min(line, file_rank * 1e12 + line) AS first_line,
-    max(regexp_extract(fields, '(?:^|  )version=(\S+)', 1)) FILTER (is_start) AS agent_version,
-    max(regexp_extract(fields, '(?:^|  )auth=(\S+)', 1)) FILTER (is_start) AS auth
+    any_value(s.agent_version) AS agent_version,
+    any_value(s.auth) AS auth
 FROM agent_events
-GROUP BY ALL;
+LEFT JOIN (
+    SELECT stream, process_no,
+           max(regexp_extract(fields, '(?:^|  )version=(\S+)', 1)) AS agent_version,
+           max(regexp_extract(fields, '(?:^|  )auth=(\S+)', 1)) AS auth
+    FROM agent_key_events WHERE is_start
+    GROUP BY ALL
+) s USING (stream, process_no)
+GROUP BY stream, process_no;
 
 CREATE OR REPLACE TABLE agent_instances AS
 SELECT
@@ -177,7 +183,7 @@ SELECT
     stream, process_no, instance_no, ts, source, line,
     TRY_CAST(nullif(regexp_extract(fields, 'agent_id=([0-9a-f-]{36})', 1), '') AS UUID) AS agent_id,
     TRY_CAST(nullif(regexp_extract(fields, 'workspace_id=([0-9a-f-]{36})', 1), '') AS UUID) AS workspace_id
-FROM agent_events
+FROM agent_key_events
 WHERE kind = 'manifest';
 
 CREATE OR REPLACE TABLE agent_lifecycle_reports AS
@@ -192,7 +198,7 @@ WITH reports AS (
             nullif(regexp_extract(fields, '(?:^|  )state=\{?"?(?:state"?:"?)?([a-z_]+)', 1), ''),
             lower(nullif(regexp_extract(fields, 'state:([A-Z_]+)', 1), ''))
         ) AS state
-    FROM agent_events
+    FROM agent_key_events
     WHERE kind = 'lifecycle'
 )
 SELECT stream, process_no, instance_no, ts, ts_raw, source, line, state

@@ -10,10 +10,8 @@ WITH errs AS (
     SELECT
         stream, process_no, instance_no, file_rank, source, line, ts, level, message,
         concat_ws(chr(10), nullif(fields, ''), block) AS error_text
-    FROM agent_events
-    WHERE kind = 'connection error'
-       OR message = 'failed to exchange session token'
-       OR (coalesce(fields, '') || coalesce(block, '')) LIKE '%unexpected status code%'
+    FROM agent_key_events
+    WHERE kind = 'connection error'  -- includes any entry whose error is an HTTP answer
 )
 SELECT
     stream, process_no, instance_no, file_rank, source, line, ts, level, message,
