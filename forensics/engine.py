@@ -31,6 +31,7 @@ from forensics.discover import LOG_KINDS, Source, discover
 from forensics.errors import InputError, UsageError
 from forensics.ingest.bundle import expand_bundles
 from forensics.ingest.logs import GENERIC_DIRS, SECRET, LogLoad, load_logs, parse_log
+from forensics.ingest.parallel import parse_in_workers
 from forensics.ingest.schema import REQUIRED_TABLES, TABLES, export_command
 from forensics.ingest.tables import TableLoad, create_tables, load_table
 from forensics.rules import SEVERITIES, Rule, builtin_rules, model_sql
@@ -184,10 +185,9 @@ def _run(
     work = tmp / "logs"
     work.mkdir()
     logs = [(n, src) for n, src in enumerate(sources) if src.kind in LOG_KINDS]
-    # Files are parsed side by side: Polars does its work outside the GIL.
-    with ThreadPoolExecutor(max_workers=min(len(logs), os.cpu_count() or 1) or 1) as pool:
-        loads = list(pool.map(lambda item: parse_log(item[1], item[0], work), logs))
-    log_files = [(n, src, load) for (n, src), load in zip(logs, loads, strict=True)]
+    log_files = [
+        (n, src, load) for (n, src), load in zip(logs, _parse_logs(logs, work), strict=True)
+    ]
     clock.mark("parse logs", lines=sum(lg.lines for _, _, lg in log_files))
     notes += load_logs(con, work, log_files)
     _offset_overrides(con, log_offsets)
@@ -254,6 +254,25 @@ def _identifiers(con: duckdb.DuckDBPyConnection, sources: list[Source]) -> Ident
             if parent.lower() not in GENERIC_DIRS:
                 ids.add("host", parent)
     return ids
+
+
+# Above this many bytes of logs, files are parsed in worker processes (one per core): their
+# Python side then runs in parallel too. Below it, threads, which start at no cost.
+PROCESS_POOL_BYTES = 256 * 1024 * 1024
+
+
+def _parse_logs(logs: list[tuple[int, Source]], work: Path) -> list[LogLoad]:
+    """Parse the log files side by side, each into its own Parquet parts; loads in order."""
+    workers = min(len(logs), os.cpu_count() or 1)
+    if not logs:
+        return []
+    files = [src for _, src in logs]
+    ids = [n for n, _ in logs]
+    dirs = [work] * len(logs)
+    if workers > 1 and sum(src.size for src in files) > PROCESS_POOL_BYTES:
+        return parse_in_workers(list(zip(files, ids, dirs, strict=True)), workers)
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        return list(pool.map(parse_log, files, ids, dirs))
 
 
 class Stages:

@@ -366,3 +366,17 @@ def test_a_line_longer_than_64_kib_is_one_entry(tmp_path):
     assert load.lines == 11 and load.entries == 7
     [(n,)] = con.execute("SELECT length(fields) FROM log_events WHERE message = 'huge'").fetchall()
     assert n == len("value=") + 200_000
+
+
+def test_worker_processes_parse_exactly_as_in_process(tmp_path):
+    from forensics.discover import discover
+    from forensics.ingest.parallel import parse_in_workers
+
+    sources = [s for s in discover([SAMPLE / "logs"]) if s.kind == "agent_log"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    here = [parse_log(src, n, tmp_path / "a") for n, src in enumerate(sources)]
+    there = parse_in_workers([(src, n, tmp_path / "b") for n, src in enumerate(sources)], 2)
+    assert there == here
+    parts = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert parts and parts == sorted(p.name for p in (tmp_path / "b").iterdir())
