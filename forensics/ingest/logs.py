@@ -269,24 +269,24 @@ def _parse_block(
         text = text.str.replace_all(ANSI, "")
     if b"\x00" in raw:
         text = text.str.replace_all("\x00", "\ufffd", literal=True)
-    df = df.with_columns(
-        line=pl.int_range(first_line + 1, first_line + 1 + df.height, dtype=pl.Int64),
-        text=text,
-    )
-    text = pl.col("text")
+    height = df.height
     df = (
         df.lazy()
         .with_columns(
-            fmt=pl.when(text.str.contains(ENTRY))
+            line=pl.int_range(first_line + 1, first_line + 1 + height, dtype=pl.Int64),
+            text=text,
+        )
+        .with_columns(
+            fmt=pl.when(pl.col("text").str.contains(ENTRY))
             .then(pl.lit(HUMAN))
-            .when(text.str.contains(ENTRY_V1))
+            .when(pl.col("text").str.contains(ENTRY_V1))
             .then(pl.lit(HUMAN_V1))
-            .when(text.str.contains(ENTRY_JSON))
+            .when(pl.col("text").str.contains(ENTRY_JSON))
             .then(pl.lit(JSON)),
-            is_blank=text.str.contains(r"^\s*$"),
+            is_blank=pl.col("text").str.contains(r"^\s*$"),
             # The trailing block of a multi-line field: indented (format B, and format A in a
             # file sink) or, in format A, starting with the quoted field name.
-            indented=text.str.contains(r'^(?:\s|"[A-Za-z0-9_. -]+": )'),
+            indented=pl.col("text").str.contains(r'^(?:\s|"[A-Za-z0-9_. -]+": )'),
         )
         .with_columns(is_entry=pl.col("fmt").is_not_null())
         .with_columns(entry=pl.col("is_entry").cum_sum().cast(pl.Int64) + entry_no)
@@ -298,12 +298,12 @@ def _parse_block(
     bad = df.filter(
         ~pl.col("is_entry") & ~pl.col("is_blank") & ~(pl.col("indented") & (pl.col("entry") > 0))
     )
-    is_human = (df["fmt"] == HUMAN).fill_null(False)
-    human = df if is_human.all() else df.filter(is_human)
+    counts = dict(df["fmt"].value_counts().iter_rows())
+    only_human = counts.get(HUMAN, 0) == height
     parts = [
-        _human(human),
-        _human_v1(df.filter(pl.col("fmt") == HUMAN_V1)),
-        _json_lines(df.filter(pl.col("fmt") == JSON)),
+        _human(df if only_human else df.filter(pl.col("fmt") == HUMAN)),
+        _human_v1(df.filter(pl.col("fmt") == HUMAN_V1) if counts.get(HUMAN_V1) else df.clear()),
+        _json_lines(df.filter(pl.col("fmt") == JSON) if counts.get(JSON) else df.clear()),
     ]
     present = [p for p in parts if p.height]
     entries = pl.concat(present).sort("line") if present else parts[0]
@@ -313,31 +313,9 @@ def _parse_block(
         entries = entries.filter(pl.col("ts").is_not_null())
         bad = pl.concat([bad, df.join(rejected.select("line"), on="line")], how="vertical_relaxed")
         bad = bad.sort("line")
-    entries = _redact_manifests(entries, load).with_columns(
-        pl.col("fields").str.replace_all(SECRET, "${1}<redacted>"),
-    )
-    load.entries += entries.height
-    load.continuation += cont.height
-    load.merged += cont.select(pl.col("entry").n_unique()).item() if cont.height else 0
-    load.blank += int(df["is_blank"].sum())
-    load.unparsed += bad.height
-    for fmt, n in entries.group_by("format").len().iter_rows():
-        load.formats[fmt] = load.formats.get(fmt, 0) + n
-    starts = entries.filter(pl.col("message").is_in(list(START_MESSAGES)))
-    for fields in starts["fields"]:
-        m = re.search(r"(?:^|  )version=\"?(v?\d+\.\d+\.\d+[^\s\"]*)", fields or "")
-        if m:
-            load.versions.add(m.group(1))
-    for line, text in bad.select("line", "text").head(MAX_SAMPLES - len(load.samples)).iter_rows():
-        load.samples.append((line, re.sub(SECRET, r"\1<redacted>", text[:300])))
-    if entries.height:
-        first, last = entries["ts"].min(), entries["ts"].max()
-        load.first_ts = min(filter(None, [load.first_ts, first]))
-        load.last_ts = max(filter(None, [load.last_ts, last]))
-    # Entries whose ids were renumbered by rejected JSON lines keep their own block number.
     # Process boundaries, counted here so the model needs no window over every line: an entry's
     # process within the file is the number of start lines up to it (instances: starts and
-    # prebuild-claim reinitializations).
+    # prebuild-claim reinitializations). And each entry's kind, for the model.
     is_start = pl.col("message").is_in(list(START_MESSAGES))
     is_reinit = pl.col("message") == REINIT_MESSAGE
     kind = (
@@ -348,12 +326,41 @@ def _parse_block(
         .when(pl.col("fields").str.contains("unexpected status code", literal=True))
         .then(pl.lit("connection error"))
     )
-    entries = entries.with_columns(is_start=is_start, is_reinit=is_reinit, kind=kind).with_columns(
-        starts=pl.col("is_start").cum_sum().cast(pl.Int64) + load.starts,
-        instances=(pl.col("is_start") | pl.col("is_reinit")).cum_sum().cast(pl.Int64)
-        + load.starts
-        + load.reinits,
+    entries = (
+        _redact_manifests(entries, load)
+        .lazy()
+        .with_columns(
+            pl.col("fields").str.replace_all(SECRET, "${1}<redacted>"),
+            is_start=is_start,
+            is_reinit=is_reinit,
+            kind=kind,
+        )
+        .with_columns(
+            starts=pl.col("is_start").cum_sum().cast(pl.Int64) + load.starts,
+            instances=(pl.col("is_start") | pl.col("is_reinit")).cum_sum().cast(pl.Int64)
+            + load.starts
+            + load.reinits,
+        )
+        .collect()
     )
+    load.entries += entries.height
+    load.continuation += cont.height
+    load.merged += cont.select(pl.col("entry").n_unique()).item() if cont.height else 0
+    load.blank += int(df["is_blank"].sum())
+    load.unparsed += bad.height
+    for fmt, n in entries.group_by("format").len().iter_rows():
+        load.formats[fmt] = load.formats.get(fmt, 0) + n
+    starts = entries.filter(pl.col("is_start"))
+    for fields in starts["fields"]:
+        m = re.search(r"(?:^|  )version=\"?(v?\d+\.\d+\.\d+[^\s\"]*)", fields or "")
+        if m:
+            load.versions.add(m.group(1))
+    for line, text in bad.select("line", "text").head(MAX_SAMPLES - len(load.samples)).iter_rows():
+        load.samples.append((line, re.sub(SECRET, r"\1<redacted>", text[:300])))
+    if entries.height:
+        first, last = entries["ts"].min(), entries["ts"].max()
+        load.first_ts = min(filter(None, [load.first_ts, first]))
+        load.last_ts = max(filter(None, [load.last_ts, last]))
     load.starts += int(entries["is_start"].sum())
     load.reinits += int(entries["is_reinit"].sum())
     entries.select(
@@ -399,7 +406,8 @@ def _human(df: pl.DataFrame) -> pl.DataFrame:
     named = rest.str.extract(r"^([A-Za-z0-9_.\-]+): ", 1)
     body = rest.str.slice(named.str.len_chars().fill_null(-2) + 2)
     return (
-        df.with_columns(
+        df.lazy()
+        .with_columns(
             ts=pl.col("text").str.slice(0, 23),
             level=pl.col("text").str.slice(25, 4).replace_strict(LEVELS, default="unknown"),
             logger=named,
@@ -415,6 +423,7 @@ def _human(df: pl.DataFrame) -> pl.DataFrame:
             format=pl.lit(HUMAN),
         )
         .select(list(ENTRY_COLUMNS))
+        .collect()
     )
 
 
