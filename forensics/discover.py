@@ -15,6 +15,7 @@ import os
 import re
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,16 +84,16 @@ class Source:
 
 def discover(paths: list[Path]) -> list[Source]:
     """Walk the given files and directories and classify every file found, sorted by path."""
-    sources: list[Source] = []
     for root in paths:
         if not root.exists():
             raise InputError(f"{root}: no such file or directory")
     # Paths are shown relative to the inputs' common parent, so they stay unique (and
     # rotated files of one host stay apart from another host's) however the inputs are given.
     base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    found: list[Path] = []
     for root in paths:
         if root.is_file():
-            sources.append(classify(root, os.path.relpath(os.path.abspath(root), base)))
+            found.append(root)
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
@@ -100,7 +101,13 @@ def discover(paths: list[Path]) -> list[Source]:
                 path = Path(dirpath) / name
                 if name.startswith(".") or not path.is_file():
                     continue
-                sources.append(classify(path, os.path.relpath(os.path.abspath(path), base)))
+                found.append(path)
+    # Classifying reads every byte (its sha256): files are hashed side by side, hashlib works
+    # outside the GIL.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        sources = list(
+            pool.map(lambda p: classify(p, os.path.relpath(os.path.abspath(p), base)), found)
+        )
     return sources
 
 

@@ -47,12 +47,15 @@ SELECT
     a.auth_token_hash,
     a.parent_id,
     a.deleted AS agent_deleted,
-    (SELECT count(*) FROM workspace_agent_logs l WHERE l.agent_id = a.id) AS startup_log_rows,
+    coalesce(l.startup_log_rows, 0) AS startup_log_rows,
     j.joined_by,
     b.*
 FROM workspace_agents a
 JOIN joined j ON j.agent_id = a.id
-JOIN builds b ON b.build_id = j.build_id;
+JOIN builds b ON b.build_id = j.build_id
+LEFT JOIN (
+    SELECT agent_id, count(*) AS startup_log_rows FROM workspace_agent_logs GROUP BY agent_id
+) l ON l.agent_id = a.id;
 
 -- The moment the export describes: the latest timestamp the database itself recorded.
 CREATE OR REPLACE TABLE export_facts AS
