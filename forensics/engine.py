@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import resource
 import secrets
@@ -14,7 +13,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -30,8 +28,7 @@ from forensics.db import connect, one, scalar
 from forensics.discover import LOG_KINDS, Source, discover
 from forensics.errors import InputError, UsageError
 from forensics.ingest.bundle import expand_bundles
-from forensics.ingest.logs import GENERIC_DIRS, SECRET, LogLoad, load_logs, parse_log
-from forensics.ingest.parallel import parse_in_workers
+from forensics.ingest.logs import GENERIC_DIRS, SECRET, LogLoad, load_logs, parse_logs
 from forensics.ingest.schema import REQUIRED_TABLES, TABLES, export_command
 from forensics.ingest.tables import TableLoad, create_tables, load_table
 from forensics.rules import SEVERITIES, Rule, builtin_rules, model_sql
@@ -186,10 +183,10 @@ def _run(
     work.mkdir()
     logs = [(n, src) for n, src in enumerate(sources) if src.kind in LOG_KINDS]
     log_files = [
-        (n, src, load) for (n, src), load in zip(logs, _parse_logs(logs, work), strict=True)
+        (n, src, load) for (n, src), load in zip(logs, parse_logs(con, work, logs), strict=True)
     ]
     clock.mark("parse logs", lines=sum(lg.lines for _, _, lg in log_files))
-    notes += load_logs(con, work, log_files)
+    notes += load_logs(con, log_files)
     _offset_overrides(con, log_offsets)
     clock.mark("load logs", entries=sum(lg.entries for _, _, lg in log_files))
     for name, sql in model_sql():
@@ -254,25 +251,6 @@ def _identifiers(con: duckdb.DuckDBPyConnection, sources: list[Source]) -> Ident
             if parent.lower() not in GENERIC_DIRS:
                 ids.add("host", parent)
     return ids
-
-
-# Above this many bytes of logs, files are parsed in worker processes (one per core): their
-# Python side then runs in parallel too. Below it, threads, which start at no cost.
-PROCESS_POOL_BYTES = 256 * 1024 * 1024
-
-
-def _parse_logs(logs: list[tuple[int, Source]], work: Path) -> list[LogLoad]:
-    """Parse the log files side by side, each into its own Parquet parts; loads in order."""
-    workers = min(len(logs), os.cpu_count() or 1)
-    if not logs:
-        return []
-    files = [src for _, src in logs]
-    ids = [n for n, _ in logs]
-    dirs = [work] * len(logs)
-    if workers > 1 and sum(src.size for src in files) > PROCESS_POOL_BYTES:
-        return parse_in_workers(list(zip(files, ids, dirs, strict=True)), workers)
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        return list(pool.map(parse_log, files, ids, dirs))
 
 
 class Stages:

@@ -351,7 +351,7 @@ def _process_events(
         con,
         f"""SELECT p.stream, p.process_no, p.started_at, p.first_seen_at, p.first_source,
                    p.first_line, p.agent_version, p.auth,
-                   (SELECT count(DISTINCT source) FROM agent_events e
+                   (SELECT count(DISTINCT source) FROM log_segments e
                     WHERE e.stream = p.stream) AS files
             FROM agent_processes p JOIN ({served}) s USING (stream, process_no)
             ORDER BY coalesce(p.started_at, p.first_seen_at), p.stream, p.process_no""",

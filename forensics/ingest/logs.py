@@ -6,20 +6,23 @@ Three renderings are read, line by line, so a file that spans an agent upgrade i
 - the JSON sink (slogjson): `{"ts": ..., "level": ..., "msg": ..., "fields": {...}}`.
 Fields of formats A and JSON are rendered as format B writes them, so one model reads all three.
 
-A file is read in blocks (never whole), each block's lines are classified with vectorised regular
-expressions in Polars, and the results are written to Parquet for DuckDB. Every line is one
-of: an entry (starts with a timestamp and a level), a continuation of the entry above (the
-trailing field block slog writes for multi-line values), blank, or unparsed.
+DuckDB reads each file's lines and classifies them in one streaming query per file, which also
+splits format B entries into their parts; the few entries of the other two renderings are
+parsed in Python. Every line is one of: an entry (starts with a timestamp and a level), a
+continuation of the entry above (the trailing field block slog writes for multi-line values),
+blank, or unparsed.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
-import io
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -29,6 +32,7 @@ import duckdb
 import polars as pl
 
 from forensics.discover import Source
+from forensics.errors import InputError
 from forensics.ingest.slog import go_unquote, manifest_ids
 
 BLOCK_BYTES = 8 * 1024 * 1024
@@ -157,62 +161,233 @@ def stream_of(src: Source) -> str:
     return f"{parent}/{name}" if parent != "." else name
 
 
-def parse_log(src: Source, file_id: int, out_dir: Path) -> LogLoad:
-    """Parse one log file into Parquet parts under `out_dir` and return its line accounting."""
-    load = LogLoad(path=src.display, stream=stream_of(src))
-    line_no, entry_no, part = 0, 0, 0
-    carry = b""
-    blocks = _blocks(src.path, src.compressed, load)
-    while True:
-        block = next(blocks, b"")
-        data = carry + block
-        if not block:
-            if not data:
-                break
-            carry, chunk = b"", data  # last line without a newline still counts
-        else:
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            carry, chunk = data[cut + 1 :], data[: cut + 1]
-        frame = _lines(chunk)
-        entry_no = _parse_block(frame, chunk, line_no, entry_no, file_id, load, out_dir, part)
-        line_no += frame.height
-        part += 1
-        if not block:
-            break
-    load.lines = line_no
-    return load
+# Most lines are read by DuckDB straight from the file: split on "\n" only, one column, no
+# quoting. A file DuckDB will not read that way (invalid UTF-8, a carriage return or a 0x01
+# byte, a truncated gzip stream) is first copied into the run's work directory with those
+# bytes made readable, and the copy is read instead.
+MAX_LINE_BYTES = 32 * 1024 * 1024
+READ_OPTIONS = (
+    "columns = {'text': 'VARCHAR'}, header = false, auto_detect = false, delim = chr(1), "
+    f"quote = '', escape = '', new_line = '\\n', max_line_size = {MAX_LINE_BYTES}"
+)
+# The trailing block of a multi-line field: indented (format B, and format A in a file sink)
+# or, in format A, starting with the quoted field name.
+INDENTED = r'^(?:\s|"[A-Za-z0-9_. -]+": )'
+# Format B after the level: `logger.name: message  key=value  key=value`; the message ends
+# where the first `  key=value` field begins.
+HUMAN_REST = r"^(?:([A-Za-z0-9_.\-]+): )?(.*?)(?:  ([A-Za-z0-9_.\-]+=.*))?$"
+# Format B entries whose message may give them a kind: only these are split (HUMAN_REST).
+# (What follows the level; 'startup script' and 'unexpected status code' are looked for anywhere.)
+KEYED = r"^(?:[A-Za-z0-9_.\-]+: )?(?:" + "|".join(KINDS) + r")(?:  | \.\.\.$|$)"
+# Line classes in `log_lines.cls`: entries by rendering, and the rest.
+ENTRY_CLASSES = {"B": HUMAN, "A": HUMAN_V1, "J": JSON}
 
 
-def _lines(chunk: bytes) -> pl.DataFrame:
-    """The lines of a block (whole lines; the last may lack its newline) as a `text` column.
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
-    Polars' CSV reader, told that lines have one field and no quoting, splits lines several
-    times faster than Python; a block it would read differently (a 0x1F byte, or a line count
-    that does not match) is split by Python instead. Invalid UTF-8 becomes U+FFFD either way.
+
+def _macros() -> str:
+    """SQL macros shared by the per-file query and the fix-ups: an entry's kind, and redaction."""
+    kinds = " ".join(f"WHEN {_sql_text(m)} THEN {_sql_text(k)}" for m, k in KINDS.items())
+    levels = " ".join(f"WHEN {_sql_text(k)} THEN {_sql_text(v)}" for k, v in LEVELS.items())
+    return f"""
+    CREATE OR REPLACE MACRO slog_kind(message, fields) AS CASE
+        WHEN (CASE message {kinds} END) IS NOT NULL THEN (CASE message {kinds} END)
+        WHEN regexp_matches(message, '^startup script.*failed$') THEN 'script failure'
+        WHEN contains(fields, 'unexpected status code') THEN 'connection error' END;
+    CREATE OR REPLACE MACRO slog_level(code) AS CASE code {levels} ELSE 'unknown' END;
+    CREATE OR REPLACE MACRO slog_redact(text) AS
+        regexp_replace(text, {_sql_text(SECRET)}, '\\1<redacted>', 'g');
     """
-    expected = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-    if b"\x1f" not in chunk:
+
+
+def _lines_sql(file_id: int, path: str, compressed: bool) -> str:
+    """Classify every line of one file and parse its format B entries, in one streaming pass.
+
+    Lines are numbered in file order; `entry` counts entry lines up to and including the line,
+    so a continuation line carries the number of the entry it belongs to; `starts` and
+    `instances` count process starts (and prebuild-claim reinitializations) up to the line.
+
+    Most entries are noise no rule reads (tailnet, SSH, stats): they keep their time, level and
+    a hash of their text (what copies of a log are compared by), not the text. An entry is
+    split into logger, message and fields only when its message may give it a kind (an
+    anchored pattern of the kind messages, KEYED) or its line ends in ` ...`, which slog writes
+    when a multi-line field block follows (such a block can make it a connection error).
+    """
+    start = " OR ".join(f"message = {_sql_text(m)}" for m in START_MESSAGES)
+    heads = ", ".join(_sql_text(f" [{code}]  ") for code in LEVELS)
+    compression = "gzip" if compressed else "none"
+    return f"""
+    INSERT INTO log_lines
+    WITH raw AS (
+        SELECT row_number() OVER () AS line,
+               CASE WHEN text IS NULL THEN ''
+                    WHEN contains(text, chr(27))
+                    THEN regexp_replace(text, {_sql_text(ANSI)}, '', 'g')
+                    ELSE text END AS text
+        FROM read_csv({_sql_text(path)}, {READ_OPTIONS}, compression = '{compression}')
+    ),
+    timed AS (
+        SELECT line, text,
+               CASE WHEN substring(text, 24, 9) IN ({heads})
+                         AND substring(text, 11, 1) = ' ' AND substring(text, 20, 1) = '.'
+                    THEN TRY_CAST(left(text, 23) AS TIMESTAMP) END AS ts
+        FROM raw
+    ),
+    classified AS (
+        SELECT line, text, CAST(ts AS TIMESTAMPTZ) AS ts,
+            CASE WHEN ts IS NOT NULL THEN 'B'
+                 WHEN regexp_matches(text, {_sql_text(ENTRY_V1)}) THEN 'A'
+                 WHEN regexp_matches(text, {_sql_text(ENTRY_JSON)}) THEN 'J'
+                 WHEN regexp_matches(text, '^\\s*$') THEN 'blank'
+                 WHEN regexp_matches(text, {_sql_text(INDENTED)}) THEN 'indented'
+                 ELSE 'bad' END AS cls
+        FROM timed
+    ),
+    split AS (
+        SELECT *, CASE WHEN cls = 'B' AND (
+                           suffix(text, ' ...')
+                           OR regexp_matches(substring(text, 33), {_sql_text(KEYED)})
+                           OR contains(text, 'startup script')
+                           OR contains(text, 'unexpected status code'))
+                       THEN regexp_extract(
+                           CASE WHEN suffix(text, ' ...') AND length(text) >= 36
+                                THEN substring(text, 33, length(text) - 36)
+                                ELSE substring(text, 33) END,
+                           {_sql_text(HUMAN_REST)}, ['logger', 'message', 'fields']) END AS p
+        FROM classified
+    ),
+    entries AS (
+        SELECT line, text, cls, ts,
+               CASE WHEN cls = 'B' THEN slog_level(substring(text, 26, 4)) END AS level,
+               nullif(p.logger, '') AS logger, p.message AS message, p.fields AS fields,
+               CASE WHEN cls = 'B' THEN hash(text) END AS h
+        FROM split
+    ),
+    marked AS (
+        SELECT *, slog_kind(message, fields) AS kind,
+               coalesce({start}, false) AS is_start,
+               coalesce(message = {_sql_text(REINIT_MESSAGE)}, false) AS is_reinit
+        FROM entries
+    ),
+    counted AS (
+        SELECT *,
+            sum(CAST(cls IN ('B', 'A', 'J') AS INTEGER)) OVER upto AS entry,
+            sum(CAST(is_start AS INTEGER)) OVER upto AS starts,
+            sum(CAST(is_start OR is_reinit AS INTEGER)) OVER upto AS instances
+        FROM marked
+        WINDOW upto AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    )
+    SELECT {file_id} AS file_id, line, cls, entry, ts, level, logger, message, fields,
+           CASE WHEN cls IN ('A', 'J', 'indented') THEN text
+                WHEN cls = 'bad' THEN left(text, 300) END AS text,
+           kind, is_start, is_reinit, starts, instances, h
+    FROM counted
+    """
+
+
+LOG_LINES = """CREATE OR REPLACE TABLE log_lines (
+    file_id INTEGER, line BIGINT, cls VARCHAR, entry BIGINT, ts TIMESTAMPTZ, level VARCHAR,
+    logger VARCHAR, message VARCHAR, fields VARCHAR, text VARCHAR, kind VARCHAR,
+    is_start BOOLEAN, is_reinit BOOLEAN, starts BIGINT, instances BIGINT, h UBIGINT)"""
+
+
+def parse_logs(
+    con: duckdb.DuckDBPyConnection, work: Path, logs: list[tuple[int, Source]]
+) -> list[LogLoad]:
+    """Parse the agent log files into `log_events`, accounting for every line of each.
+
+    Files are read side by side, each by one query on its own cursor (DuckDB runs them on its
+    own threads). Returns each file's line accounting, in the order given.
+    """
+    con.execute(_macros())
+    con.execute(LOG_LINES)
+    loads = {file_id: LogLoad(path=src.display, stream=stream_of(src)) for file_id, src in logs}
+    workers = max(1, min(len(logs), os.cpu_count() or 1))
+
+    def read(item: tuple[int, Source]) -> None:
+        file_id, src = item
+        cur = con.cursor()
         try:
-            df = pl.read_csv(
-                io.BytesIO(chunk),
-                has_header=False,
-                separator="\x1f",
-                quote_char=None,
-                new_columns=["text"],
-                schema={"text": pl.String},
-                encoding="utf8-lossy",
-            )
-            if df.height == expected:
-                return df.with_columns(pl.col("text").fill_null("")).rechunk()
-        except pl.exceptions.PolarsError:
-            pass
-    lines = chunk.decode("utf-8", errors="replace").split("\n")
-    if chunk.endswith(b"\n"):
-        lines.pop()
-    return pl.DataFrame({"text": lines}, schema={"text": pl.String})
+            _read_file(cur, file_id, src, work, loads[file_id])
+        finally:
+            cur.close()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(read, logs))
+    _parse_other_renderings(con, loads)
+    _redact_manifests(con, loads)
+    _account(con, loads)
+    con.execute(
+        """CREATE OR REPLACE TABLE log_events AS
+        WITH blocks AS (
+            SELECT file_id, entry, string_agg(slog_redact(text), chr(10) ORDER BY line) AS block
+            FROM log_lines WHERE cls = 'indented' AND entry > 0 GROUP BY ALL
+        )
+        SELECT l.file_id, l.line, l.ts, l.level, l.logger, l.message,
+               slog_redact(l.fields) AS fields, b.block, l.is_start, l.is_reinit, l.starts,
+               l.instances,
+               -- a multi-line HTTP error under another message is a connection error too
+               coalesce(l.kind, CASE WHEN b.block LIKE '%unexpected status code%'
+                                     THEN 'connection error' END) AS kind,
+               hash(l.h, b.block) AS h
+        FROM log_lines l LEFT JOIN blocks b USING (file_id, entry)
+        WHERE l.cls IN ('B', 'A', 'J')"""
+    )
+    con.execute("DROP TABLE log_lines")
+    return [loads[file_id] for file_id, _ in logs]
+
+
+def _read_file(
+    cur: duckdb.DuckDBPyConnection, file_id: int, src: Source, work: Path, load: LogLoad
+) -> None:
+    """Insert one file's lines into `log_lines`, from a readable copy when DuckDB balks."""
+    try:
+        cur.execute(_lines_sql(file_id, str(src.path), src.compressed))
+        return
+    except duckdb.Error:
+        pass  # the statement inserted nothing; read a cleaned copy instead
+    copy = work / f"clean-{file_id}.log"
+    _clean_copy(src, copy, load)
+    try:
+        cur.execute(_lines_sql(file_id, str(copy), False))
+    except duckdb.Error as exc:
+        raise InputError(f"{src.display}: cannot read this log file: {exc}") from exc
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _clean_copy(src: Source, dest: Path, load: LogLoad) -> None:
+    """Copy a log with what DuckDB cannot read made readable, line for line.
+
+    Invalid UTF-8 becomes U+FFFD; carriage returns at line ends are dropped (CRLF files) and
+    other carriage returns, NUL and 0x01 bytes become U+FFFD; lines longer than
+    MAX_LINE_BYTES are cut there. A gzip stream cut short yields what could be decompressed,
+    and the problem is recorded in `load.problem`.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    carry = ""
+    with dest.open("w", encoding="utf-8", newline="") as out:
+
+        def emit(text: str) -> None:
+            text = re.sub(r"\r+(?=\n)", "", text)
+            text = re.sub(r"[\r\x00\x01]", "\ufffd", text)
+            if len(text) > MAX_LINE_BYTES // 4:
+                text = "\n".join(line[: MAX_LINE_BYTES // 4] for line in text.split("\n"))
+            out.write(text)
+
+        for block in _blocks(src.path, src.compressed, load):
+            text = carry + decoder.decode(block)
+            cut = text.rfind("\n")
+            if cut < 0:
+                carry = text
+                continue
+            emit(text[: cut + 1])
+            carry = text[cut + 1 :]
+        rest = carry + decoder.decode(b"", final=True)
+        if rest:  # a last line without its newline: still a line
+            emit(rest.rstrip("\r") + "\n")
 
 
 def _blocks(path: Path, compressed: bool, load: LogLoad) -> Iterator[bytes]:
@@ -250,143 +425,6 @@ def _blocks(path: Path, compressed: bool, load: LogLoad) -> Iterator[bytes]:
             load.problem = "stopped reading: gzip stream ends early (file truncated?)"
 
 
-def _parse_block(
-    df: pl.DataFrame,
-    raw: bytes,
-    first_line: int,
-    entry_no: int,
-    file_id: int,
-    load: LogLoad,
-    out_dir: Path,
-    part: int,
-) -> int:
-    """Classify and parse one block of lines; returns the running entry count."""
-    text = pl.col("text")
-    # Most blocks have no carriage returns, colour codes or NUL bytes: only clean when needed.
-    if b"\r" in raw:
-        text = text.str.strip_chars_end("\r")
-    if b"\x1b" in raw:
-        text = text.str.replace_all(ANSI, "")
-    if b"\x00" in raw:
-        text = text.str.replace_all("\x00", "\ufffd", literal=True)
-    height = df.height
-    df = (
-        df.lazy()
-        .with_columns(
-            line=pl.int_range(first_line + 1, first_line + 1 + height, dtype=pl.Int64),
-            text=text,
-        )
-        .with_columns(
-            fmt=pl.when(pl.col("text").str.contains(ENTRY))
-            .then(pl.lit(HUMAN))
-            .when(pl.col("text").str.contains(ENTRY_V1))
-            .then(pl.lit(HUMAN_V1))
-            .when(pl.col("text").str.contains(ENTRY_JSON))
-            .then(pl.lit(JSON)),
-            is_blank=pl.col("text").str.contains(r"^\s*$"),
-            # The trailing block of a multi-line field: indented (format B, and format A in a
-            # file sink) or, in format A, starting with the quoted field name.
-            indented=pl.col("text").str.contains(r'^(?:\s|"[A-Za-z0-9_. -]+": )'),
-        )
-        .with_columns(is_entry=pl.col("fmt").is_not_null())
-        .with_columns(entry=pl.col("is_entry").cum_sum().cast(pl.Int64) + entry_no)
-        .collect()
-    )
-    cont = df.filter(
-        ~pl.col("is_entry") & ~pl.col("is_blank") & pl.col("indented") & (pl.col("entry") > 0)
-    )
-    bad = df.filter(
-        ~pl.col("is_entry") & ~pl.col("is_blank") & ~(pl.col("indented") & (pl.col("entry") > 0))
-    )
-    counts = dict(df["fmt"].value_counts().iter_rows())
-    only_human = counts.get(HUMAN, 0) == height
-    parts = [
-        _human(df if only_human else df.filter(pl.col("fmt") == HUMAN)),
-        _human_v1(df.filter(pl.col("fmt") == HUMAN_V1) if counts.get(HUMAN_V1) else df.clear()),
-        _json_lines(df.filter(pl.col("fmt") == JSON) if counts.get(JSON) else df.clear()),
-    ]
-    present = [p for p in parts if p.height]
-    entries = pl.concat(present).sort("line") if present else parts[0]
-    # A line that looked like JSON but is not a log object: unparsed, not an entry.
-    rejected = entries.filter(pl.col("ts").is_null())
-    if rejected.height:
-        entries = entries.filter(pl.col("ts").is_not_null())
-        bad = pl.concat([bad, df.join(rejected.select("line"), on="line")], how="vertical_relaxed")
-        bad = bad.sort("line")
-    # Process boundaries, counted here so the model needs no window over every line: an entry's
-    # process within the file is the number of start lines up to it (instances: starts and
-    # prebuild-claim reinitializations). And each entry's kind, for the model.
-    is_start = pl.col("message").is_in(list(START_MESSAGES))
-    is_reinit = pl.col("message") == REINIT_MESSAGE
-    kind = (
-        pl.when(pl.col("message").is_in(list(KINDS)))
-        .then(pl.col("message").replace_strict(KINDS, default=None))
-        .when(pl.col("message").str.contains(r"^startup script.*failed$"))
-        .then(pl.lit("script failure"))
-        .when(pl.col("fields").str.contains("unexpected status code", literal=True))
-        .then(pl.lit("connection error"))
-    )
-    entries = (
-        _redact_manifests(entries, load)
-        .lazy()
-        .with_columns(
-            pl.col("fields").str.replace_all(SECRET, "${1}<redacted>"),
-            is_start=is_start,
-            is_reinit=is_reinit,
-            kind=kind,
-        )
-        .with_columns(
-            starts=pl.col("is_start").cum_sum().cast(pl.Int64) + load.starts,
-            instances=(pl.col("is_start") | pl.col("is_reinit")).cum_sum().cast(pl.Int64)
-            + load.starts
-            + load.reinits,
-        )
-        .collect()
-    )
-    load.entries += entries.height
-    load.continuation += cont.height
-    load.merged += cont.select(pl.col("entry").n_unique()).item() if cont.height else 0
-    load.blank += int(df["is_blank"].sum())
-    load.unparsed += bad.height
-    for fmt, n in entries.group_by("format").len().iter_rows():
-        load.formats[fmt] = load.formats.get(fmt, 0) + n
-    starts = entries.filter(pl.col("is_start"))
-    for fields in starts["fields"]:
-        m = re.search(r"(?:^|  )version=\"?(v?\d+\.\d+\.\d+[^\s\"]*)", fields or "")
-        if m:
-            load.versions.add(m.group(1))
-    for line, text in bad.select("line", "text").head(MAX_SAMPLES - len(load.samples)).iter_rows():
-        load.samples.append((line, re.sub(SECRET, r"\1<redacted>", text[:300])))
-    if entries.height:
-        first, last = entries["ts"].min(), entries["ts"].max()
-        load.first_ts = min(filter(None, [load.first_ts, first]))
-        load.last_ts = max(filter(None, [load.last_ts, last]))
-    load.starts += int(entries["is_start"].sum())
-    load.reinits += int(entries["is_reinit"].sum())
-    entries.select(
-        pl.lit(file_id, dtype=pl.Int32).alias("file_id"),
-        "line",
-        "entry",
-        "ts",
-        "level",
-        "logger",
-        "message",
-        "fields",
-        "is_start",
-        "is_reinit",
-        "starts",
-        "instances",
-        "kind",
-    ).write_parquet(out_dir / f"entries_{file_id}_{part}.parquet", compression="uncompressed")
-    cont.select(
-        pl.lit(file_id, dtype=pl.Int32).alias("file_id"),
-        "line",
-        "entry",
-        pl.col("text").str.replace_all(SECRET, "${1}<redacted>"),
-    ).write_parquet(out_dir / f"cont_{file_id}_{part}.parquet", compression="uncompressed")
-    return entry_no + int(df["is_entry"].sum())
-
-
 ENTRY_COLUMNS = {
     "line": pl.Int64,
     "entry": pl.Int64,
@@ -397,34 +435,6 @@ ENTRY_COLUMNS = {
     "fields": pl.String,
     "format": pl.String,
 }
-
-
-def _human(df: pl.DataFrame) -> pl.DataFrame:
-    """Format B: `TS [info]  logger.name: message  key=value  key=value`."""
-    # The layout is fixed: 23 characters of time, " [", 4 of level, "]  ", then the rest.
-    rest = pl.col("text").str.slice(32).str.strip_suffix(" ...")
-    named = rest.str.extract(r"^([A-Za-z0-9_.\-]+): ", 1)
-    body = rest.str.slice(named.str.len_chars().fill_null(-2) + 2)
-    return (
-        df.lazy()
-        .with_columns(
-            ts=pl.col("text").str.slice(0, 23),
-            level=pl.col("text").str.slice(25, 4).replace_strict(LEVELS, default="unknown"),
-            logger=named,
-            body=body,
-        )
-        # The message ends where the first `  key=value` field begins.
-        .with_columns(cut=pl.col("body").str.find(r"  [A-Za-z0-9_.\-]+="))
-        .with_columns(
-            message=pl.when(pl.col("cut").is_null())
-            .then(pl.col("body"))
-            .otherwise(pl.col("body").str.slice(0, pl.col("cut"))),
-            fields=pl.col("body").str.slice(pl.col("cut") + 2).fill_null(""),
-            format=pl.lit(HUMAN),
-        )
-        .select(list(ENTRY_COLUMNS))
-        .collect()
-    )
 
 
 def _human_v1(df: pl.DataFrame) -> pl.DataFrame:
@@ -516,33 +526,152 @@ def _kv(fields: dict[str, Any]) -> str:
     return "  ".join(out)
 
 
-def _redact_manifests(entries: pl.DataFrame, load: LogLoad) -> pl.DataFrame:
-    """Replace each manifest's fields with the ids it carries: the rest holds env secrets."""
-    is_manifest = pl.col("message").is_in(["fetched manifest", "fetched metadata"])
-    rows = entries.filter(is_manifest).select("line", "fields")
+def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
+    """Parse the format A and JSON entries, which vary too much for SQL, in Python.
+
+    They keep their text in `log_lines` when read; here they get their time, level, logger,
+    message and fields. A JSON line that is not a log entry becomes unparsed. The process
+    counts of the files that had any are then counted again.
+    """
+    rows = pl.DataFrame(
+        con.execute(
+            "SELECT file_id, cls, line, entry, text FROM log_lines WHERE cls IN ('A', 'J') "
+            "ORDER BY file_id, line"
+        ).fetchall(),
+        schema={
+            "file_id": pl.Int32,
+            "cls": pl.String,
+            "line": pl.Int64,
+            "entry": pl.Int64,
+            "text": pl.String,
+        },
+        orient="row",
+    )
     if rows.height == 0:
-        return entries
-    replaced = {}
-    for line, fields in rows.iter_rows():
-        agent_id, workspace_id, rendering = manifest_ids(fields)
+        return
+    parsed = []
+    for (file_id, cls), part in rows.group_by(["file_id", "cls"], maintain_order=True):
+        frame = _human_v1(part) if cls == "A" else _json_lines(part)
+        parsed.append(frame.with_columns(file_id=pl.lit(file_id, dtype=pl.Int32)))
+    entries = pl.concat(parsed)
+    columns = {c: entries[c].to_list() for c in ("file_id", "line", *ENTRY_COLUMNS)}
+    con.execute(
+        """UPDATE log_lines SET
+               cls = CASE WHEN e.ts IS NULL THEN 'bad' ELSE log_lines.cls END,
+               text = CASE WHEN e.ts IS NULL THEN left(log_lines.text, 300) END,
+               ts = CAST(e.ts AS TIMESTAMPTZ), level = e.level, logger = e.logger,
+               message = e.message, fields = e.fields,
+               kind = CASE WHEN e.ts IS NOT NULL THEN slog_kind(e.message, e.fields) END,
+               is_start = coalesce(list_contains($starts, e.message), false),
+               is_reinit = coalesce(e.message = $reinit, false),
+               h = CASE WHEN e.ts IS NOT NULL
+                        THEN hash(CAST(e.ts AS TIMESTAMPTZ), e.level, e.logger, e.message,
+                                  e.fields) END
+           FROM (SELECT unnest($file_id::INTEGER[]) AS file_id, unnest($line::BIGINT[]) AS line,
+                        unnest($ts::VARCHAR[]) AS ts, unnest($level::VARCHAR[]) AS level,
+                        unnest($logger::VARCHAR[]) AS logger,
+                        unnest($message::VARCHAR[]) AS message,
+                        unnest($fields::VARCHAR[]) AS fields) e
+           WHERE log_lines.file_id = e.file_id AND log_lines.line = e.line""",
+        {
+            "starts": list(START_MESSAGES),
+            "reinit": REINIT_MESSAGE,
+            **{
+                c: columns[c]
+                for c in ("file_id", "line", "ts", "level", "logger", "message", "fields")
+            },
+        },
+    )
+    _recount(con, "log_lines", sorted({int(f) for f in rows["file_id"].unique()}))
+
+
+def _recount(con: duckdb.DuckDBPyConnection, table: str, file_ids: list[int]) -> None:
+    """Count again the process starts (and instances) up to each line of these files."""
+    con.execute(
+        f"""UPDATE {table} SET starts = w.starts, instances = w.instances FROM (
+               SELECT file_id, line,
+                      sum(CAST(coalesce(is_start, false) AS INTEGER)) OVER f AS starts,
+                      sum(CAST(coalesce(is_start OR is_reinit, false) AS INTEGER)) OVER f
+                          AS instances
+               FROM {table} WHERE file_id IN (SELECT unnest(?::INTEGER[]))
+               WINDOW f AS (PARTITION BY file_id ORDER BY line)
+           ) w
+           WHERE {table}.file_id = w.file_id AND {table}.line = w.line""",
+        [file_ids],
+    )
+
+
+def _redact_manifests(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
+    """Replace each manifest's fields with the ids it carries: the rest holds env secrets."""
+    rows = con.execute(
+        "SELECT file_id, line, fields FROM log_lines WHERE kind = 'manifest'"
+    ).fetchall()
+    if not rows:
+        return
+    replaced = []
+    for file_id, line, fields in rows:
+        load = loads[file_id]
+        agent_id, workspace_id, rendering = manifest_ids(fields or "")
         load.manifests += 1
         if rendering in ("json", "prototext"):
             load.renderings.add(rendering)
         if agent_id is None:
             load.undecoded_manifests += 1
-        replaced[line] = (
-            f"agent_id={agent_id or '<undecoded>'}  workspace_id={workspace_id or '<undecoded>'}"
-            f"  rendering={rendering}  manifest=<redacted>"
+        replaced.append(
+            (
+                file_id,
+                line,
+                f"agent_id={agent_id or '<undecoded>'}  "
+                f"workspace_id={workspace_id or '<undecoded>'}  rendering={rendering}  "
+                "manifest=<redacted>",
+            )
         )
-    new = pl.DataFrame(
-        {"line": list(replaced), "new_fields": list(replaced.values())},
-        schema={"line": pl.Int64, "new_fields": pl.String},
+    con.execute(
+        """UPDATE log_lines SET fields = n.fields
+           FROM (SELECT unnest(?::INTEGER[]) AS file_id, unnest(?::BIGINT[]) AS line,
+                        unnest(?::VARCHAR[]) AS fields) n
+           WHERE log_lines.file_id = n.file_id AND log_lines.line = n.line""",
+        [list(column) for column in zip(*replaced, strict=True)],
     )
-    return (
-        entries.join(new, on="line", how="left")
-        .with_columns(fields=pl.coalesce("new_fields", "fields"))
-        .drop("new_fields")
-    )
+
+
+def _account(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
+    """Fill each file's line accounting from `log_lines`: one aggregate, samples, versions."""
+    for row in con.execute(
+        """SELECT file_id, count(*),
+                  count(*) FILTER (cls IN ('B', 'A', 'J')),
+                  count(*) FILTER (cls = 'indented' AND entry > 0),
+                  count(*) FILTER (cls = 'blank'),
+                  count(*) FILTER (cls = 'bad' OR (cls = 'indented' AND entry = 0)),
+                  count(DISTINCT entry) FILTER (cls = 'indented' AND entry > 0),
+                  strftime(min(ts), '%Y-%m-%d %H:%M:%S.%g'),
+                  strftime(max(ts), '%Y-%m-%d %H:%M:%S.%g'),
+                  count(*) FILTER (is_start), count(*) FILTER (is_reinit),
+                  count(*) FILTER (cls = 'B'), count(*) FILTER (cls = 'A'),
+                  count(*) FILTER (cls = 'J')
+           FROM log_lines GROUP BY file_id"""
+    ).fetchall():
+        load = loads[row[0]]
+        (load.lines, load.entries, load.continuation, load.blank, load.unparsed, load.merged) = row[
+            1:7
+        ]
+        load.first_ts, load.last_ts, load.starts, load.reinits = row[7:11]
+        load.formats = {
+            name: n for name, n in zip(ENTRY_CLASSES.values(), row[11:14], strict=True) if n
+        }
+    for file_id, line, text in con.execute(
+        f"""SELECT file_id, line, text FROM log_lines
+            WHERE cls = 'bad' OR (cls = 'indented' AND entry = 0)
+            QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY line) <= {MAX_SAMPLES}
+            ORDER BY file_id, line"""
+    ).fetchall():
+        loads[file_id].samples.append((line, re.sub(SECRET, r"\1<redacted>", (text or "")[:300])))
+    for file_id, fields in con.execute(
+        "SELECT file_id, fields FROM log_lines WHERE is_start"
+    ).fetchall():
+        m = re.search(r"(?:^|  )version=\"?(v?\d+\.\d+\.\d+[^\s\"]*)", fields or "")
+        if m:
+            loads[file_id].versions.add(m.group(1))
 
 
 def host_of(stream: str) -> str:
@@ -556,48 +685,27 @@ def host_of(stream: str) -> str:
 
 
 def load_logs(
-    con: duckdb.DuckDBPyConnection, work: Path, files: list[tuple[int, Source, LogLoad]]
+    con: duckdb.DuckDBPyConnection, files: list[tuple[int, Source, LogLoad]]
 ) -> list[str]:
-    """Create `log_files` and `log_events` from the Parquet parts written by `parse_log`.
+    """Create `log_files` and read copies of one agent log once.
 
-    Copies of one agent log are read once: files that share a `fetched manifest` line (the
-    same host's log collected twice, from two places) become one stream, and within a stream
-    an entry already read from another file is dropped and counted in `LogLoad.duplicates`.
-    Returns notes saying what was joined.
+    Files that share a `fetched manifest` line (the same host's log collected twice, from two
+    places) become one stream, and within a stream an entry already read from another file is
+    dropped from `log_events` and counted in `LogLoad.duplicates`. Returns notes saying what
+    was joined.
     """
     con.execute(
         """CREATE TABLE log_files (file_id INTEGER, source VARCHAR, stream VARCHAR,
            host VARCHAR, first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ)"""
     )
-    for file_id, src, load in files:
-        con.execute(
-            "INSERT INTO log_files VALUES (?, ?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)",
-            [file_id, src.display, load.stream, host_of(load.stream), load.first_ts, load.last_ts],
-        )
-    entries = str(work / "entries_*.parquet").replace("'", "''")
-    cont = str(work / "cont_*.parquet").replace("'", "''")
-    has_parts = bool(files) and any(work.glob("entries_*.parquet"))
-    if not has_parts:
-        con.execute(
-            """CREATE TABLE log_events (file_id INTEGER, line BIGINT, ts TIMESTAMPTZ,
-               level VARCHAR, logger VARCHAR, message VARCHAR, fields VARCHAR, block VARCHAR,
-               is_start BOOLEAN, is_reinit BOOLEAN, starts BIGINT, instances BIGINT,
-               kind VARCHAR)"""
-        )
+    if not files:
         return []
-    con.execute(
-        f"""CREATE TABLE log_events AS
-        WITH blocks AS (
-            SELECT file_id, entry, string_agg(text, chr(10) ORDER BY line) AS block
-            FROM read_parquet('{cont}') GROUP BY ALL
-        )
-        SELECT e.file_id, e.line, CAST(e.ts AS TIMESTAMPTZ) AS ts, e.level, e.logger,
-               e.message, e.fields, b.block, e.is_start, e.is_reinit, e.starts, e.instances,
-               -- a multi-line HTTP error under another message is a connection error too
-               coalesce(e.kind, CASE WHEN b.block LIKE '%unexpected status code%'
-                                     THEN 'connection error' END) AS kind
-        FROM read_parquet('{entries}') e
-        LEFT JOIN blocks b USING (file_id, entry)"""
+    con.executemany(
+        "INSERT INTO log_files VALUES (?, ?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)",
+        [
+            [file_id, src.display, load.stream, host_of(load.stream), load.first_ts, load.last_ts]
+            for file_id, src, load in files
+        ],
     )
     notes = _join_copies(con, files)
     _drop_duplicates(con, files)
@@ -653,8 +761,9 @@ def _drop_duplicates(
     """Within a stream, keep one copy of each entry when files overlap in time.
 
     An entry is the same entry when its time, level, logger, message, fields and trailing block
-    match and it is the same occurrence (first, second, ...) of that text in its file; the copy
-    in the stream's earliest file is kept. Files that do not overlap in time are not compared.
+    match (compared by their hash, `h`, taken before redaction) and it is the same occurrence
+    (first, second, ...) of that text in its file; the copy in the stream's earliest file is
+    kept. Files that do not overlap in time are not compared.
     """
     overlapping = con.execute(
         """SELECT DISTINCT a.file_id FROM log_files a JOIN log_files b
@@ -666,17 +775,14 @@ def _drop_duplicates(
     con.execute(
         """CREATE OR REPLACE TEMP TABLE duplicate_entries AS
         WITH keyed AS (
-            SELECT e.file_id, e.line, f.stream, f.first_ts, f.source,
-                   hash(e.ts, e.level, e.logger, e.message, e.fields, e.block) AS k,
-                   row_number() OVER (
-                       PARTITION BY e.file_id, e.ts, e.level, e.logger, e.message, e.fields, e.block
-                       ORDER BY e.line) AS occurrence
+            SELECT e.file_id, e.line, f.stream, f.first_ts, f.source, e.h,
+                   row_number() OVER (PARTITION BY e.file_id, e.h ORDER BY e.line) AS occurrence
             FROM log_events e JOIN log_files f USING (file_id)
             WHERE e.file_id IN (SELECT unnest(?::INTEGER[]))
         ),
         ranked AS (
             SELECT file_id, line,
-                   row_number() OVER (PARTITION BY stream, k, occurrence
+                   row_number() OVER (PARTITION BY stream, h, occurrence
                                       ORDER BY first_ts, source) AS copy
             FROM keyed
         )
@@ -692,17 +798,6 @@ def _drop_duplicates(
         "DELETE FROM log_events e USING duplicate_entries d "
         "WHERE e.file_id = d.file_id AND e.line = d.line"
     )
-    # Recount the process boundaries of the files that lost entries.
-    con.execute(
-        """UPDATE log_events SET starts = w.starts, instances = w.instances FROM (
-               SELECT file_id, line,
-                      sum(CAST(is_start AS INTEGER)) OVER f AS starts,
-                      sum(CAST(is_start OR is_reinit AS INTEGER)) OVER f AS instances
-               FROM log_events WHERE file_id IN (SELECT unnest(?::INTEGER[]))
-               WINDOW f AS (PARTITION BY file_id ORDER BY line)
-           ) w
-           WHERE log_events.file_id = w.file_id AND log_events.line = w.line""",
-        [list(counts)],
-    )
+    _recount(con, "log_events", list(counts))  # the files that lost entries
     for file_id, _, load in files:
         load.duplicates = counts.get(file_id, 0)

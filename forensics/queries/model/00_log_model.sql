@@ -16,7 +16,7 @@ WITH counted AS (
     LEFT JOIN (
         SELECT file_id, count(*) FILTER (is_start) AS starts,
                count(*) FILTER (is_start OR is_reinit) AS instances
-        FROM log_events GROUP BY file_id
+        FROM log_events WHERE is_start OR is_reinit GROUP BY file_id
     ) c USING (file_id)
 )
 SELECT file_id, stream, host, source, file_rank,
@@ -43,7 +43,8 @@ WITH positioned AS (
            e.is_reinit, p.starts_before + e.starts AS process_no,
            p.instances_before + e.instances AS instance_no
     FROM log_events e JOIN log_positions p USING (file_id)
-    WHERE e.message = 'fetched manifest' OR e.is_start OR e.is_reinit
+    WHERE e.kind IN ('manifest', 'process start', 'reinitialization')
+      AND (e.message = 'fetched manifest' OR e.is_start OR e.is_reinit)
 ),
 manifests AS (
     SELECT
@@ -109,9 +110,9 @@ SELECT stream, host, estimated AS estimated_seconds, pairs, spread_seconds, conf
 FROM graded;
 
 -- Every log entry's place: stream, process and instance, `ts` on the server's clock (corrected
--- by its host's offset), `ts_raw` as logged, and its kind (set when the file was parsed). The
--- text stays in log_events; agent_key_events carries it for the entries with a kind.
-CREATE OR REPLACE TABLE agent_events AS
+-- by its host's offset), `ts_raw` as logged, and its kind (set when the file was parsed). A
+-- view: most entries are noise, read only for the times of the processes a rule looks at.
+CREATE OR REPLACE VIEW agent_events AS
 SELECT
     e.file_id, e.line,
     e.ts - to_microseconds(CAST(round(o.offset_seconds * 1e6) AS BIGINT)) AS ts,
@@ -141,18 +142,39 @@ JOIN log_positions p USING (file_id)
 JOIN log_offsets o USING (stream)
 WHERE e.kind IS NOT NULL;
 
+-- Each agent instance's share of each file: its first and last times and first line. Processes
+-- and instances are built from these few rows, not from every entry.
+CREATE OR REPLACE TABLE log_segments AS
+WITH segments AS (
+    SELECT file_id, starts, instances,
+           min(ts) FILTER (is_start) AS started_at,
+           min(ts) FILTER (is_start OR is_reinit) AS began_at,
+           min(ts) AS first_seen_at, max(ts) AS last_seen_at, min(line) AS first_line,
+           bool_or(is_start) AS has_start, bool_or(is_reinit) AS has_reinit
+    FROM log_events GROUP BY ALL
+)
+SELECT p.stream, p.starts_before + s.starts AS process_no,
+       p.instances_before + s.instances AS instance_no, p.source, p.file_rank, s.first_line,
+       s.started_at - shift AS started_at, s.began_at - shift AS began_at,
+       s.first_seen_at - shift AS first_seen_at, s.last_seen_at - shift AS last_seen_at,
+       s.has_start, s.has_reinit
+FROM segments s
+JOIN log_positions p USING (file_id)
+JOIN (SELECT stream, to_microseconds(CAST(round(offset_seconds * 1e6) AS BIGINT)) AS shift
+      FROM log_offsets) o USING (stream);
+
 CREATE OR REPLACE TABLE agent_processes AS
 SELECT
     stream,
     process_no,
-    min(ts) FILTER (is_start) AS started_at,
-    min(ts) AS first_seen_at,
-    max(ts) AS last_seen_at,
-    arg_min(source, file_rank * 1e12 + line) AS first_source,
-    arg_min(line, file_rank * 1e12 + line) AS first_line,
+    min(started_at) AS started_at,
+    min(first_seen_at) AS first_seen_at,
+    max(last_seen_at) AS last_seen_at,
+    arg_min(source, file_rank * 1e12 + first_line) AS first_source,
+    arg_min(first_line, file_rank * 1e12 + first_line) AS first_line,
     any_value(s.agent_version) AS agent_version,
     any_value(s.auth) AS auth
-FROM agent_events
+FROM log_segments
 LEFT JOIN (
     SELECT stream, process_no,
            max(regexp_extract(fields, '(?:^|  )version=(\S+)', 1)) AS agent_version,
@@ -167,15 +189,15 @@ SELECT
     stream,
     process_no,
     instance_no,
-    coalesce(min(ts) FILTER (is_start OR is_reinit), min(ts)) AS began_at,
+    coalesce(min(began_at), min(first_seen_at)) AS began_at,
     CASE
-        WHEN bool_or(is_reinit) THEN 'reinitialization'
-        WHEN bool_or(is_start) THEN 'process start'
+        WHEN bool_or(has_reinit) THEN 'reinitialization'
+        WHEN bool_or(has_start) THEN 'process start'
         ELSE 'first line seen (start line not in the logs)'
     END AS began_by,
-    arg_min(source, file_rank * 1e12 + line) AS first_source,
-    arg_min(line, file_rank * 1e12 + line) AS first_line
-FROM agent_events
+    arg_min(source, file_rank * 1e12 + first_line) AS first_source,
+    arg_min(first_line, file_rank * 1e12 + first_line) AS first_line
+FROM log_segments
 GROUP BY ALL;
 
 CREATE OR REPLACE TABLE agent_manifests AS
