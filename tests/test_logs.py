@@ -413,3 +413,43 @@ def test_noise_entries_keep_no_text_but_are_told_apart(tmp_path):
     rows = con.execute("SELECT message, fields, h FROM log_events ORDER BY line").fetchall()
     assert [r[:2] for r in rows] == [(None, None), (None, None)]
     assert rows[0][2] != rows[1][2]
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_files_read_in_one_batch_are_numbered_as_if_alone(tmp_path, damaged):
+    # Files are read in batches, numbered through the batch and then within each file; a file
+    # DuckDB cannot read as is (CRLF) sends its batch back to file-by-file reading. Each
+    # file's lines, process numbers and accounting are its own either way.
+    other_day = REAL_LINES.replace("2026-05-14", "2026-05-15")  # not a copy of the first
+    second = other_day.encode().replace(b"\n", b"\r\n" if damaged else b"\n")
+    third = REAL_LINES.replace("2026-05-14", "2026-05-16").encode()[:-1]  # no final newline
+    texts = [REAL_LINES.encode(), second, b"\n" * 3, third]
+    sources = []
+    for n, text in enumerate(texts):
+        path = tmp_path / f"host{n}" / "coder-agent.log"
+        path.parent.mkdir()
+        path.write_bytes(text)
+        sources.append(source(path))
+    (tmp_path / "together").mkdir()
+    together, con = parse_sources(tmp_path / "together", sources)
+    for n, src in enumerate(sources):
+        (tmp_path / f"alone{n}").mkdir()
+        [alone], con_alone = parse_sources(tmp_path / f"alone{n}", [src])
+        assert together[n] == alone
+        assert (
+            con.execute(
+                "SELECT line, ts, kind, starts, instances, block FROM log_events "
+                f"WHERE file_id = {n} ORDER BY line"
+            ).fetchall()
+            == con_alone.execute(
+                "SELECT line, ts, kind, starts, instances, block FROM log_events ORDER BY line"
+            ).fetchall()
+        )
+    assert [ld.lines for ld in together] == [10, 10, 3, 10]
+
+
+@pytest.mark.parametrize("data", [b"\r\n", b"\rabc\n", b"\r"])
+def test_a_carriage_return_first_in_the_file_is_not_a_line_break(tmp_path, data):
+    # DuckDB's reader would take it for one; such a file is read from a cleaned copy.
+    load, _ = parse(tmp_path, data)
+    assert load.lines == 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import gzip
 import json
 import os
 import re
@@ -202,12 +203,14 @@ def _macros() -> str:
     """
 
 
-def _lines_sql(file_id: int, path: str, compressed: bool) -> str:
-    """Classify every line of one file and parse its format B entries, in one streaming pass.
+def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
+    """Classify every line of a batch of files and parse their format B entries, in one
+    streaming pass (DuckDB reads the files in the order given, each from its first line).
 
-    Lines are numbered in file order; `entry` counts entry lines up to and including the line,
-    so a continuation line carries the number of the entry it belongs to; `starts` and
+    Lines are numbered through the batch; `entry` counts entry lines up to and including the
+    line, so a continuation line carries the number of the entry it belongs to; `starts` and
     `instances` count process starts (and prebuild-claim reinitializations) up to the line.
+    `log_bases` later turns these into numbers within each file.
 
     Most entries are noise no rule reads (tailnet, SSH, stats): they keep their time, level and
     a hash of their text (what copies of a log are compared by), not the text. An entry is
@@ -218,25 +221,28 @@ def _lines_sql(file_id: int, path: str, compressed: bool) -> str:
     start = " OR ".join(f"message = {_sql_text(m)}" for m in START_MESSAGES)
     heads = ", ".join(_sql_text(f" [{code}]  ") for code in LEVELS)
     compression = "gzip" if compressed else "none"
+    paths = ", ".join(_sql_text(p) for _, p in files)
+    ids = ", ".join(f"({_sql_text(p)}, {file_id})" for file_id, p in files)
     return f"""
     INSERT INTO log_lines
     WITH raw AS (
-        SELECT row_number() OVER () AS line,
+        SELECT row_number() OVER () AS line, filename,
                CASE WHEN text IS NULL THEN ''
                     WHEN contains(text, chr(27))
                     THEN regexp_replace(text, {_sql_text(ANSI)}, '', 'g')
                     ELSE text END AS text
-        FROM read_csv({_sql_text(path)}, {READ_OPTIONS}, compression = '{compression}')
+        FROM read_csv([{paths}], {READ_OPTIONS}, compression = '{compression}',
+                      filename = true)
     ),
     timed AS (
-        SELECT line, text,
+        SELECT line, filename, text,
                CASE WHEN substring(text, 24, 9) IN ({heads})
                          AND substring(text, 11, 1) = ' ' AND substring(text, 20, 1) = '.'
                     THEN TRY_CAST(left(text, 23) AS TIMESTAMP) END AS ts
         FROM raw
     ),
     classified AS (
-        SELECT line, text, CAST(ts AS TIMESTAMPTZ) AS ts,
+        SELECT line, filename, text, CAST(ts AS TIMESTAMPTZ) AS ts,
             CASE WHEN ts IS NOT NULL THEN 'B'
                  WHEN regexp_matches(text, {_sql_text(ENTRY_V1)}) THEN 'A'
                  WHEN regexp_matches(text, {_sql_text(ENTRY_JSON)}) THEN 'J'
@@ -259,7 +265,7 @@ def _lines_sql(file_id: int, path: str, compressed: bool) -> str:
         FROM classified
     ),
     entries AS (
-        SELECT line, text, cls, ts,
+        SELECT line, filename, text, cls, ts,
                CASE WHEN cls = 'B' THEN slog_level(substring(text, 26, 4)) END AS level,
                nullif(p.logger, '') AS logger, p.message AS message, p.fields AS fields,
                CASE WHEN cls = 'B' THEN hash(text) END AS h
@@ -279,11 +285,11 @@ def _lines_sql(file_id: int, path: str, compressed: bool) -> str:
         FROM marked
         WINDOW upto AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )
-    SELECT {file_id} AS file_id, line, cls, entry, ts, level, logger, message, fields,
+    SELECT f.file_id, line, cls, entry, ts, level, logger, message, fields,
            CASE WHEN cls IN ('A', 'J', 'indented') THEN text
                 WHEN cls = 'bad' THEN left(text, 300) END AS text,
            kind, is_start, is_reinit, starts, instances, h
-    FROM counted
+    FROM counted JOIN (VALUES {ids}) f(filename, file_id) USING (filename)
     """
 
 
@@ -298,24 +304,33 @@ def parse_logs(
 ) -> list[LogLoad]:
     """Parse the agent log files into `log_events`, accounting for every line of each.
 
-    Files are read side by side, each by one query on its own cursor (DuckDB runs them on its
-    own threads). Returns each file's line accounting, in the order given.
+    Files are read in batches, side by side, each batch by one query on its own cursor.
+    Returns each file's line accounting, in the order given.
     """
     con.execute(_macros())
     con.execute(LOG_LINES)
     loads = {file_id: LogLoad(path=src.display, stream=stream_of(src)) for file_id, src in logs}
-    workers = max(1, min(len(logs), os.cpu_count() or 1))
+    batches = _batches(logs)
+    workers = max(1, min(len(batches), os.cpu_count() or 1))
 
-    def read(item: tuple[int, Source]) -> None:
-        file_id, src = item
+    def read(batch: list[tuple[int, Source]]) -> None:
         cur = con.cursor()
         try:
-            _read_file(cur, file_id, src, work, loads[file_id])
+            _read_batch(cur, batch, work, loads)
         finally:
             cur.close()
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(read, logs))
+        list(pool.map(read, batches))
+    # Each file's numbers just before its first line: subtracted, they number within the file.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE log_bases AS
+        SELECT file_id, min(line) - 1 AS line0,
+               min(entry - CAST(cls IN ('B', 'A', 'J') AS INTEGER)) AS entry0,
+               min(starts - CAST(is_start AS INTEGER)) AS starts0,
+               min(instances - CAST(is_start OR is_reinit AS INTEGER)) AS instances0
+        FROM log_lines GROUP BY file_id"""
+    )
     _parse_other_renderings(con, loads)
     _redact_manifests(con, loads)
     _account(con, loads)
@@ -323,39 +338,101 @@ def parse_logs(
         """CREATE OR REPLACE TABLE log_events AS
         WITH blocks AS (
             SELECT file_id, entry, string_agg(slog_redact(text), chr(10) ORDER BY line) AS block
-            FROM log_lines WHERE cls = 'indented' AND entry > 0 GROUP BY ALL
+            FROM log_lines JOIN log_bases USING (file_id)
+            WHERE cls = 'indented' AND entry > entry0 GROUP BY ALL
         )
-        SELECT l.file_id, l.line, l.ts, l.level, l.logger, l.message,
-               slog_redact(l.fields) AS fields, b.block, l.is_start, l.is_reinit, l.starts,
-               l.instances,
+        SELECT l.file_id, l.line - s.line0 AS line, l.ts, l.level, l.logger, l.message,
+               slog_redact(coalesce(m.fields, l.fields)) AS fields, b.block, l.is_start,
+               l.is_reinit,
+               l.starts - s.starts0 AS starts, l.instances - s.instances0 AS instances,
                -- a multi-line HTTP error under another message is a connection error too
                coalesce(l.kind, CASE WHEN b.block LIKE '%unexpected status code%'
                                      THEN 'connection error' END) AS kind,
                hash(l.h, b.block) AS h
-        FROM log_lines l LEFT JOIN blocks b USING (file_id, entry)
+        FROM log_lines l JOIN log_bases s USING (file_id)
+        LEFT JOIN blocks b USING (file_id, entry)
+        LEFT JOIN manifest_fields m USING (file_id, line)
         WHERE l.cls IN ('B', 'A', 'J')"""
     )
-    con.execute("DROP TABLE log_lines")
+    con.execute("DROP TABLE log_lines; DROP TABLE log_bases; DROP TABLE manifest_fields")
     return [loads[file_id] for file_id, _ in logs]
 
 
-def _read_file(
+# A batch is read by one query: fewer, larger queries cost less than one per file.
+BATCH_BYTES = 64 * 1024 * 1024
+BATCH_FILES = 256
+
+
+def _batches(logs: list[tuple[int, Source]]) -> list[list[tuple[int, Source]]]:
+    """Files grouped for reading: gzip'd and plain apart, up to BATCH_BYTES or BATCH_FILES."""
+    batches: list[list[tuple[int, Source]]] = []
+    for compressed in (False, True):
+        batch: list[tuple[int, Source]] = []
+        size = 0
+        for file_id, src in logs:
+            if src.compressed != compressed:
+                continue
+            if batch and (size + src.size > BATCH_BYTES or len(batch) >= BATCH_FILES):
+                batches.append(batch)
+                batch, size = [], 0
+            batch.append((file_id, src))
+            size += src.size
+        if batch:
+            batches.append(batch)
+    return batches
+
+
+def _read_batch(
+    cur: duckdb.DuckDBPyConnection,
+    batch: list[tuple[int, Source]],
+    work: Path,
+    loads: dict[int, LogLoad],
+) -> None:
+    """Insert a batch's lines into `log_lines`; when DuckDB balks at one of its files, each
+    file is read on its own, and a file it balks at is read from a readable copy."""
+    clean = [(n, src) for n, src in batch if _starts_with_cr(src)]
+    batch = [(n, src) for n, src in batch if (n, src) not in clean]
+    for file_id, src in clean:
+        _read_copy(cur, file_id, src, work, loads[file_id])
+    if len(batch) > 1:
+        try:
+            cur.execute(
+                _lines_sql([(n, str(src.path)) for n, src in batch], batch[0][1].compressed)
+            )
+            return
+        except duckdb.Error:
+            pass  # the statement inserted nothing; read the files one by one
+    for file_id, src in batch:
+        try:
+            cur.execute(_lines_sql([(file_id, str(src.path))], src.compressed))
+            continue
+        except duckdb.Error:
+            pass
+        _read_copy(cur, file_id, src, work, loads[file_id])
+
+
+def _read_copy(
     cur: duckdb.DuckDBPyConnection, file_id: int, src: Source, work: Path, load: LogLoad
 ) -> None:
-    """Insert one file's lines into `log_lines`, from a readable copy when DuckDB balks."""
-    try:
-        cur.execute(_lines_sql(file_id, str(src.path), src.compressed))
-        return
-    except duckdb.Error:
-        pass  # the statement inserted nothing; read a cleaned copy instead
+    """Insert a file's lines into `log_lines` from a cleaned copy (`_clean_copy`)."""
     copy = work / f"clean-{file_id}.log"
     _clean_copy(src, copy, load)
     try:
-        cur.execute(_lines_sql(file_id, str(copy), False))
+        cur.execute(_lines_sql([(file_id, str(copy))], False))
     except duckdb.Error as exc:
         raise InputError(f"{src.display}: cannot read this log file: {exc}") from exc
     finally:
         copy.unlink(missing_ok=True)
+
+
+def _starts_with_cr(src: Source) -> bool:
+    """True for a file whose first byte is a carriage return, which DuckDB's reader takes for a
+    line break without complaint (anywhere else, a carriage return makes it fail)."""
+    try:
+        with gzip.open(src.path, "rb") if src.compressed else src.path.open("rb") as f:
+            return f.read(1) == b"\r"
+    except (OSError, EOFError, zlib.error):
+        return True  # unreadable from the start: the copy records why
 
 
 def _clean_copy(src: Source, dest: Path, load: LogLoad) -> None:
@@ -582,7 +659,14 @@ def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, Log
             },
         },
     )
-    _recount(con, "log_lines", sorted({int(f) for f in rows["file_id"].unique()}))
+    # Counted again within each file, so those files' counts need no base.
+    recounted = sorted({int(f) for f in rows["file_id"].unique()})
+    _recount(con, "log_lines", recounted)
+    con.execute(
+        "UPDATE log_bases SET starts0 = 0, instances0 = 0 "
+        "WHERE file_id IN (SELECT unnest(?::INTEGER[]))",
+        [recounted],
+    )
 
 
 def _recount(con: duckdb.DuckDBPyConnection, table: str, file_ids: list[int]) -> None:
@@ -602,7 +686,12 @@ def _recount(con: duckdb.DuckDBPyConnection, table: str, file_ids: list[int]) ->
 
 
 def _redact_manifests(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
-    """Replace each manifest's fields with the ids it carries: the rest holds env secrets."""
+    """Each manifest's fields as the ids it carries (the rest holds env secrets), in
+    `manifest_fields`: they replace the manifest's fields in `log_events`."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE manifest_fields "
+        "(file_id INTEGER, line BIGINT, fields VARCHAR)"
+    )
     rows = con.execute(
         "SELECT file_id, line, fields FROM log_lines WHERE kind = 'manifest'"
     ).fetchall()
@@ -627,10 +716,8 @@ def _redact_manifests(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad])
             )
         )
     con.execute(
-        """UPDATE log_lines SET fields = n.fields
-           FROM (SELECT unnest(?::INTEGER[]) AS file_id, unnest(?::BIGINT[]) AS line,
-                        unnest(?::VARCHAR[]) AS fields) n
-           WHERE log_lines.file_id = n.file_id AND log_lines.line = n.line""",
+        """INSERT INTO manifest_fields
+           SELECT unnest(?::INTEGER[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[])""",
         [list(column) for column in zip(*replaced, strict=True)],
     )
 
@@ -640,28 +727,30 @@ def _account(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
     for row in con.execute(
         """SELECT file_id, count(*),
                   count(*) FILTER (cls IN ('B', 'A', 'J')),
-                  count(*) FILTER (cls = 'indented' AND entry > 0),
+                  count(*) FILTER (cls = 'indented' AND entry > entry0),
                   count(*) FILTER (cls = 'blank'),
-                  count(*) FILTER (cls = 'bad' OR (cls = 'indented' AND entry = 0)),
-                  count(DISTINCT entry) FILTER (cls = 'indented' AND entry > 0),
+                  count(*) FILTER (cls = 'bad' OR (cls = 'indented' AND entry = entry0)),
                   strftime(min(ts), '%Y-%m-%d %H:%M:%S.%g'),
                   strftime(max(ts), '%Y-%m-%d %H:%M:%S.%g'),
                   count(*) FILTER (is_start), count(*) FILTER (is_reinit),
                   count(*) FILTER (cls = 'B'), count(*) FILTER (cls = 'A'),
                   count(*) FILTER (cls = 'J')
-           FROM log_lines GROUP BY file_id"""
+           FROM log_lines JOIN log_bases USING (file_id) GROUP BY file_id"""
     ).fetchall():
         load = loads[row[0]]
-        (load.lines, load.entries, load.continuation, load.blank, load.unparsed, load.merged) = row[
-            1:7
-        ]
-        load.first_ts, load.last_ts, load.starts, load.reinits = row[7:11]
+        load.lines, load.entries, load.continuation, load.blank, load.unparsed = row[1:6]
+        load.first_ts, load.last_ts, load.starts, load.reinits = row[6:10]
         load.formats = {
-            name: n for name, n in zip(ENTRY_CLASSES.values(), row[11:14], strict=True) if n
+            name: n for name, n in zip(ENTRY_CLASSES.values(), row[10:13], strict=True) if n
         }
+    for file_id, merged in con.execute(
+        """SELECT file_id, count(DISTINCT entry) FROM log_lines JOIN log_bases USING (file_id)
+           WHERE cls = 'indented' AND entry > entry0 GROUP BY file_id"""
+    ).fetchall():
+        loads[file_id].merged = merged
     for file_id, line, text in con.execute(
-        f"""SELECT file_id, line, text FROM log_lines
-            WHERE cls = 'bad' OR (cls = 'indented' AND entry = 0)
+        f"""SELECT file_id, line - line0, text FROM log_lines JOIN log_bases USING (file_id)
+            WHERE cls = 'bad' OR (cls = 'indented' AND entry = entry0)
             QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY line) <= {MAX_SAMPLES}
             ORDER BY file_id, line"""
     ).fetchall():
