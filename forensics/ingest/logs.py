@@ -219,7 +219,6 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
     when a multi-line field block follows (such a block can make it a connection error).
     """
     start = " OR ".join(f"message = {_sql_text(m)}" for m in START_MESSAGES)
-    heads = ", ".join(_sql_text(f" [{code}]  ") for code in LEVELS)
     compression = "gzip" if compressed else "none"
     paths = ", ".join(_sql_text(p) for _, p in files)
     ids = ", ".join(f"({_sql_text(p)}, {file_id})" for file_id, p in files)
@@ -236,7 +235,9 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
     ),
     timed AS (
         SELECT line, filename, text,
-               CASE WHEN substring(text, 24, 9) IN ({heads})
+               CASE WHEN substring(text, 24, 2) = ' [' AND substring(text, 30, 3) = ']  '
+                         AND strpos('|debu|info|warn|erro|crit|fata|',
+                                    '|' || substring(text, 26, 4) || '|') > 0
                          AND substring(text, 11, 1) = ' ' AND substring(text, 20, 1) = '.'
                     THEN TRY_CAST(left(text, 23) AS TIMESTAMP) END AS ts
         FROM raw
@@ -265,7 +266,7 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
         FROM classified
     ),
     entries AS (
-        SELECT line, filename, text, cls, ts,
+        SELECT line, filename, text, cls, ts, p IS NOT NULL AS keyed,
                CASE WHEN cls = 'B' THEN slog_level(substring(text, 26, 4)) END AS level,
                nullif(p.logger, '') AS logger, p.message AS message, p.fields AS fields,
                CASE WHEN cls = 'B' THEN hash(text) END AS h
@@ -285,18 +286,64 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
         FROM marked
         WINDOW upto AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )
-    SELECT f.file_id, line, cls, entry, ts, level, logger, message, fields,
-           CASE WHEN cls IN ('A', 'J', 'indented') THEN text
-                WHEN cls = 'bad' THEN left(text, 300) END AS text,
-           kind, is_start, is_reinit, starts, instances, h
+    SELECT f.file_id, line, cls, entry, ts, level, kind, is_start, is_reinit, starts,
+           instances, h,
+           CASE WHEN keyed OR cls IN ('A', 'J', 'indented') THEN text
+                WHEN cls = 'bad' THEN left(text, 300) END AS text
     FROM counted JOIN (VALUES {ids}) f(filename, file_id) USING (filename)
     """
 
 
+# Every line read, numbered through its batch (`log_bases` holds each file's offsets). Only
+# the few lines that need it keep their text: entries that may have a kind (`keyed`), the other
+# renderings, continuation lines and unparsed lines (the first 300 characters).
+LOG_TYPES = (
+    "CREATE TYPE log_class AS ENUM ('B', 'A', 'J', 'blank', 'indented', 'bad')",
+    "CREATE TYPE log_level AS ENUM "
+    "('debug', 'info', 'warn', 'error', 'critical', 'fatal', 'unknown')",
+)
 LOG_LINES = """CREATE OR REPLACE TABLE log_lines (
-    file_id INTEGER, line BIGINT, cls VARCHAR, entry BIGINT, ts TIMESTAMPTZ, level VARCHAR,
-    logger VARCHAR, message VARCHAR, fields VARCHAR, text VARCHAR, kind VARCHAR,
-    is_start BOOLEAN, is_reinit BOOLEAN, starts BIGINT, instances BIGINT, h UBIGINT)"""
+    file_id INTEGER, line INTEGER, cls log_class, entry INTEGER, ts TIMESTAMPTZ,
+    level log_level, kind VARCHAR, is_start BOOLEAN, is_reinit BOOLEAN, starts INTEGER,
+    instances INTEGER, h UBIGINT, text VARCHAR)"""
+# The entries with their text (split into logger, message and fields), trailing block and kind.
+LOG_TEXTS = f"""CREATE OR REPLACE TABLE log_texts AS
+WITH blocks AS (
+    SELECT file_id, entry, string_agg(text, chr(10) ORDER BY line) AS block
+    FROM log_lines JOIN log_bases USING (file_id)
+    WHERE cls = 'indented' AND entry > entry0 GROUP BY ALL
+),
+texts AS (
+    SELECT l.file_id, l.line, l.cls, l.text, l.kind, b.block
+    FROM log_lines l LEFT JOIN blocks b USING (file_id, entry)
+    WHERE l.cls IN ('A', 'J') OR (l.cls = 'B' AND (l.text IS NOT NULL OR b.block IS NOT NULL))
+),
+split AS (
+    SELECT *, CASE WHEN cls = 'B' AND text IS NOT NULL THEN regexp_extract(
+                  CASE WHEN suffix(text, ' ...') AND length(text) >= 36
+                       THEN substring(text, 33, length(text) - 36)
+                       ELSE substring(text, 33) END,
+                  {_sql_text(HUMAN_REST)}, ['logger', 'message', 'fields']) END AS p
+    FROM texts
+)
+SELECT s.file_id, s.line,
+       coalesce(o.logger, nullif(s.p.logger, '')) AS logger,
+       coalesce(o.message, s.p.message) AS message, coalesce(o.fields, s.p.fields) AS fields,
+       s.block,
+       -- a multi-line HTTP error under another message is a connection error too
+       coalesce(s.kind, CASE WHEN s.block LIKE '%unexpected status code%'
+                             THEN 'connection error' END) AS kind
+FROM split s LEFT JOIN log_other o USING (file_id, line)"""
+# Entries as the model reads them: numbered within their file, with their text when kept.
+LOG_EVENTS = """CREATE OR REPLACE VIEW log_events AS
+SELECT l.file_id, l.line - b.line0 AS line, l.ts, CAST(l.level AS VARCHAR) AS level,
+       t.logger, t.message, t.fields, t.block, l.is_start, l.is_reinit,
+       l.starts - b.starts0 AS starts, l.instances - b.instances0 AS instances,
+       coalesce(t.kind, l.kind) AS kind, hash(l.h, t.block) AS h
+FROM log_lines l
+JOIN log_bases b ON b.file_id = l.file_id
+LEFT JOIN log_texts t ON t.file_id = l.file_id AND t.line = l.line
+WHERE l.cls IN ('B', 'A', 'J')"""
 
 
 def parse_logs(
@@ -304,10 +351,14 @@ def parse_logs(
 ) -> list[LogLoad]:
     """Parse the agent log files into `log_events`, accounting for every line of each.
 
-    Files are read in batches, side by side, each batch by one query on its own cursor.
+    Files are read in batches, side by side, each batch by one query on its own cursor, into
+    `log_lines`; `log_texts` holds the few entries' text and `log_events` is a view of both.
     Returns each file's line accounting, in the order given.
     """
     con.execute(_macros())
+    for statement in LOG_TYPES:
+        with contextlib.suppress(duckdb.CatalogException):  # created by an earlier call
+            con.execute(statement)
     con.execute(LOG_LINES)
     loads = {file_id: LogLoad(path=src.display, stream=stream_of(src)) for file_id, src in logs}
     batches = _batches(logs)
@@ -324,7 +375,7 @@ def parse_logs(
         list(pool.map(read, batches))
     # Each file's numbers just before its first line: subtracted, they number within the file.
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE log_bases AS
+        """CREATE OR REPLACE TABLE log_bases AS
         SELECT file_id, min(line) - 1 AS line0,
                min(entry - CAST(cls IN ('B', 'A', 'J') AS INTEGER)) AS entry0,
                min(starts - CAST(is_start AS INTEGER)) AS starts0,
@@ -332,29 +383,12 @@ def parse_logs(
         FROM log_lines GROUP BY file_id"""
     )
     _parse_other_renderings(con, loads)
+    con.execute(LOG_TEXTS)
+    con.execute("DROP TABLE log_other")
     _redact_manifests(con, loads)
+    con.execute("UPDATE log_texts SET fields = slog_redact(fields), block = slog_redact(block)")
     _account(con, loads)
-    con.execute(
-        """CREATE OR REPLACE TABLE log_events AS
-        WITH blocks AS (
-            SELECT file_id, entry, string_agg(slog_redact(text), chr(10) ORDER BY line) AS block
-            FROM log_lines JOIN log_bases USING (file_id)
-            WHERE cls = 'indented' AND entry > entry0 GROUP BY ALL
-        )
-        SELECT l.file_id, l.line - s.line0 AS line, l.ts, l.level, l.logger, l.message,
-               slog_redact(coalesce(m.fields, l.fields)) AS fields, b.block, l.is_start,
-               l.is_reinit,
-               l.starts - s.starts0 AS starts, l.instances - s.instances0 AS instances,
-               -- a multi-line HTTP error under another message is a connection error too
-               coalesce(l.kind, CASE WHEN b.block LIKE '%unexpected status code%'
-                                     THEN 'connection error' END) AS kind,
-               hash(l.h, b.block) AS h
-        FROM log_lines l JOIN log_bases s USING (file_id)
-        LEFT JOIN blocks b USING (file_id, entry)
-        LEFT JOIN manifest_fields m USING (file_id, line)
-        WHERE l.cls IN ('B', 'A', 'J')"""
-    )
-    con.execute("DROP TABLE log_lines; DROP TABLE log_bases; DROP TABLE manifest_fields")
+    con.execute(LOG_EVENTS)
     return [loads[file_id] for file_id, _ in logs]
 
 
@@ -606,14 +640,19 @@ def _kv(fields: dict[str, Any]) -> str:
 def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
     """Parse the format A and JSON entries, which vary too much for SQL, in Python.
 
-    They keep their text in `log_lines` when read; here they get their time, level, logger,
-    message and fields. A JSON line that is not a log entry becomes unparsed. The process
-    counts of the files that had any are then counted again.
+    They keep their text in `log_lines` when read; here they get their time, level and kind,
+    and their logger, message and fields go to `log_other` (for `log_texts`). A JSON line that
+    is not a log entry becomes unparsed. The process counts of the files that had any are then
+    counted again.
     """
+    con.execute(
+        """CREATE OR REPLACE TABLE log_other (file_id INTEGER, line INTEGER, logger VARCHAR,
+           message VARCHAR, fields VARCHAR)"""
+    )
     rows = pl.DataFrame(
         con.execute(
-            "SELECT file_id, cls, line, entry, text FROM log_lines WHERE cls IN ('A', 'J') "
-            "ORDER BY file_id, line"
+            "SELECT file_id, CAST(cls AS VARCHAR), line, entry, text FROM log_lines "
+            "WHERE cls IN ('A', 'J') ORDER BY file_id, line"
         ).fetchall(),
         schema={
             "file_id": pl.Int32,
@@ -633,67 +672,62 @@ def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, Log
     entries = pl.concat(parsed)
     columns = {c: entries[c].to_list() for c in ("file_id", "line", *ENTRY_COLUMNS)}
     con.execute(
+        """CREATE OR REPLACE TEMP TABLE __other AS
+           SELECT unnest($file_id::INTEGER[]) AS file_id, unnest($line::INTEGER[]) AS line,
+                  CAST(unnest($ts::VARCHAR[]) AS TIMESTAMPTZ) AS ts,
+                  unnest($level::VARCHAR[]) AS level, unnest($logger::VARCHAR[]) AS logger,
+                  unnest($message::VARCHAR[]) AS message, unnest($fields::VARCHAR[]) AS fields""",
+        {c: columns[c] for c in ("file_id", "line", "ts", "level", "logger", "message", "fields")},
+    )
+    con.execute(
         """UPDATE log_lines SET
                cls = CASE WHEN e.ts IS NULL THEN 'bad' ELSE log_lines.cls END,
                text = CASE WHEN e.ts IS NULL THEN left(log_lines.text, 300) END,
-               ts = CAST(e.ts AS TIMESTAMPTZ), level = e.level, logger = e.logger,
-               message = e.message, fields = e.fields,
+               ts = e.ts, level = CASE WHEN e.ts IS NOT NULL THEN e.level END,
                kind = CASE WHEN e.ts IS NOT NULL THEN slog_kind(e.message, e.fields) END,
                is_start = coalesce(list_contains($starts, e.message), false),
                is_reinit = coalesce(e.message = $reinit, false),
                h = CASE WHEN e.ts IS NOT NULL
-                        THEN hash(CAST(e.ts AS TIMESTAMPTZ), e.level, e.logger, e.message,
-                                  e.fields) END
-           FROM (SELECT unnest($file_id::INTEGER[]) AS file_id, unnest($line::BIGINT[]) AS line,
-                        unnest($ts::VARCHAR[]) AS ts, unnest($level::VARCHAR[]) AS level,
-                        unnest($logger::VARCHAR[]) AS logger,
-                        unnest($message::VARCHAR[]) AS message,
-                        unnest($fields::VARCHAR[]) AS fields) e
+                        THEN hash(e.ts, e.level, e.logger, e.message, e.fields) END
+           FROM __other e
            WHERE log_lines.file_id = e.file_id AND log_lines.line = e.line""",
-        {
-            "starts": list(START_MESSAGES),
-            "reinit": REINIT_MESSAGE,
-            **{
-                c: columns[c]
-                for c in ("file_id", "line", "ts", "level", "logger", "message", "fields")
-            },
-        },
+        {"starts": list(START_MESSAGES), "reinit": REINIT_MESSAGE},
+    )
+    con.execute(
+        "INSERT INTO log_other SELECT file_id, line, logger, message, fields FROM __other "
+        "WHERE ts IS NOT NULL; DROP TABLE __other"
     )
     # Counted again within each file, so those files' counts need no base.
     recounted = sorted({int(f) for f in rows["file_id"].unique()})
-    _recount(con, "log_lines", recounted)
-    con.execute(
-        "UPDATE log_bases SET starts0 = 0, instances0 = 0 "
-        "WHERE file_id IN (SELECT unnest(?::INTEGER[]))",
-        [recounted],
-    )
+    _recount(con, recounted)
 
 
-def _recount(con: duckdb.DuckDBPyConnection, table: str, file_ids: list[int]) -> None:
-    """Count again the process starts (and instances) up to each line of these files."""
+def _recount(con: duckdb.DuckDBPyConnection, file_ids: list[int]) -> None:
+    """Count again, within each of these files, the process starts (and instances) up to each
+    line; their counts then need no base."""
     con.execute(
-        f"""UPDATE {table} SET starts = w.starts, instances = w.instances FROM (
+        """UPDATE log_lines SET starts = w.starts, instances = w.instances FROM (
                SELECT file_id, line,
                       sum(CAST(coalesce(is_start, false) AS INTEGER)) OVER f AS starts,
                       sum(CAST(coalesce(is_start OR is_reinit, false) AS INTEGER)) OVER f
                           AS instances
-               FROM {table} WHERE file_id IN (SELECT unnest(?::INTEGER[]))
+               FROM log_lines WHERE file_id IN (SELECT unnest(?::INTEGER[]))
                WINDOW f AS (PARTITION BY file_id ORDER BY line)
            ) w
-           WHERE {table}.file_id = w.file_id AND {table}.line = w.line""",
+           WHERE log_lines.file_id = w.file_id AND log_lines.line = w.line""",
+        [file_ids],
+    )
+    con.execute(
+        "UPDATE log_bases SET starts0 = 0, instances0 = 0 "
+        "WHERE file_id IN (SELECT unnest(?::INTEGER[]))",
         [file_ids],
     )
 
 
 def _redact_manifests(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
-    """Each manifest's fields as the ids it carries (the rest holds env secrets), in
-    `manifest_fields`: they replace the manifest's fields in `log_events`."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE manifest_fields "
-        "(file_id INTEGER, line BIGINT, fields VARCHAR)"
-    )
+    """Replace each manifest's fields with the ids it carries: the rest holds env secrets."""
     rows = con.execute(
-        "SELECT file_id, line, fields FROM log_lines WHERE kind = 'manifest'"
+        "SELECT file_id, line, fields FROM log_texts WHERE kind = 'manifest'"
     ).fetchall()
     if not rows:
         return
@@ -716,8 +750,10 @@ def _redact_manifests(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad])
             )
         )
     con.execute(
-        """INSERT INTO manifest_fields
-           SELECT unnest(?::INTEGER[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[])""",
+        """UPDATE log_texts SET fields = n.fields
+           FROM (SELECT unnest(?::INTEGER[]) AS file_id, unnest(?::INTEGER[]) AS line,
+                        unnest(?::VARCHAR[]) AS fields) n
+           WHERE log_texts.file_id = n.file_id AND log_texts.line = n.line""",
         [list(column) for column in zip(*replaced, strict=True)],
     )
 
@@ -756,7 +792,7 @@ def _account(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
     ).fetchall():
         loads[file_id].samples.append((line, re.sub(SECRET, r"\1<redacted>", (text or "")[:300])))
     for file_id, fields in con.execute(
-        "SELECT file_id, fields FROM log_lines WHERE is_start"
+        "SELECT file_id, fields FROM log_texts WHERE kind = 'process start'"
     ).fetchall():
         m = re.search(r"(?:^|  )version=\"?(v?\d+\.\d+\.\d+[^\s\"]*)", fields or "")
         if m:
@@ -884,9 +920,9 @@ def _drop_duplicates(
     if not counts:
         return
     con.execute(
-        "DELETE FROM log_events e USING duplicate_entries d "
-        "WHERE e.file_id = d.file_id AND e.line = d.line"
+        """DELETE FROM log_lines l USING duplicate_entries d, log_bases b
+           WHERE l.file_id = d.file_id AND b.file_id = d.file_id AND l.line = d.line + b.line0"""
     )
-    _recount(con, "log_events", list(counts))  # the files that lost entries
+    _recount(con, list(counts))  # the files that lost entries
     for file_id, _, load in files:
         load.duplicates = counts.get(file_id, 0)
