@@ -114,6 +114,9 @@ process_log AS (
     FROM rows_at_stop r
     JOIN served sv ON sv.agent_id = r.agent_id
     JOIN agent_events e ON e.stream = sv.stream AND e.process_no = sv.process_no
+    -- (only the served streams' files are read: most entries are other hosts')
+    WHERE e.file_id IN (SELECT file_id FROM log_positions
+                        WHERE stream IN (SELECT stream FROM served))
     GROUP BY ALL
 )
 SELECT
