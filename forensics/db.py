@@ -20,8 +20,22 @@ def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     if spill_dir:
         config["temp_directory"] = str(spill_dir)
     con = duckdb.connect(config=config)
-    con.execute("SET TimeZone = 'UTC'")
+    _session(con)
     return con
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to the same database (for a thread), set up like `connect()`'s: a
+    cursor starts with DuckDB's defaults, such as the machine's time zone."""
+    cur = con.cursor()
+    _session(cur)
+    return cur
+
+
+def _session(con: duckdb.DuckDBPyConnection) -> None:
+    # UTC, so timestamps without an offset (log lines) are read as UTC on any machine; and no
+    # progress bar, which DuckDB would draw on stdout, where the verdict goes.
+    con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> tuple[Any, ...]:

@@ -453,3 +453,20 @@ def test_a_carriage_return_first_in_the_file_is_not_a_line_break(tmp_path, data)
     # DuckDB's reader would take it for one; such a file is read from a cleaned copy.
     load, _ = parse(tmp_path, data)
     assert load.lines == 1
+
+
+def test_log_times_are_utc_whatever_the_machines_time_zone(tmp_path, monkeypatch):
+    # Files are read on cursors, which start in the machine's time zone unless told otherwise.
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        _, con = parse(tmp_path, REAL_LINES.encode())
+        [(ts,)] = con.execute(
+            "SELECT strftime(ts AT TIME ZONE 'UTC', '%H:%M:%S') FROM log_events WHERE line = 1"
+        ).fetchall()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert ts == "13:00:00"

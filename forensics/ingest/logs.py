@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from forensics.db import cursor
 from forensics.discover import Source
 from forensics.errors import InputError
 from forensics.ingest.slog import go_unquote, manifest_ids
@@ -365,7 +366,7 @@ def parse_logs(
     workers = max(1, min(len(batches), os.cpu_count() or 1))
 
     def read(batch: list[tuple[int, Source]]) -> None:
-        cur = con.cursor()
+        cur = cursor(con)
         try:
             _read_batch(cur, batch, work, loads)
         finally:
