@@ -190,7 +190,8 @@ def _sql_text(value: str) -> str:
 
 
 def _macros() -> str:
-    """SQL macros shared by the per-file query and the fix-ups: an entry's kind, and redaction."""
+    """SQL macros shared by the reading query and the fix-ups: an entry's kind, level and
+    parts, and redaction."""
     kinds = " ".join(f"WHEN {_sql_text(m)} THEN {_sql_text(k)}" for m, k in KINDS.items())
     levels = " ".join(f"WHEN {_sql_text(k)} THEN {_sql_text(v)}" for k, v in LEVELS.items())
     return f"""
@@ -199,6 +200,12 @@ def _macros() -> str:
         WHEN regexp_matches(message, '^startup script.*failed$') THEN 'script failure'
         WHEN contains(fields, 'unexpected status code') THEN 'connection error' END;
     CREATE OR REPLACE MACRO slog_level(code) AS CASE code {levels} ELSE 'unknown' END;
+    -- A format B line's logger, message and fields (after the 32 characters of time and level,
+    -- without the ` ...` that announces a field block).
+    CREATE OR REPLACE MACRO slog_split(text) AS regexp_extract(
+        CASE WHEN suffix(text, ' ...') AND length(text) >= 36
+             THEN substring(text, 33, length(text) - 36) ELSE substring(text, 33) END,
+        {_sql_text(HUMAN_REST)}, ['logger', 'message', 'fields']);
     CREATE OR REPLACE MACRO slog_redact(text) AS
         regexp_replace(text, {_sql_text(SECRET)}, '\\1<redacted>', 'g');
     """
@@ -235,6 +242,7 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
                       filename = true)
     ),
     timed AS (
+        -- format B's fixed head (ENTRY), checked by position: cheaper than the pattern
         SELECT line, filename, text,
                CASE WHEN substring(text, 24, 2) = ' [' AND substring(text, 30, 3) = ']  '
                          AND strpos('|debu|info|warn|erro|crit|fata|',
@@ -259,11 +267,7 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
                            OR regexp_matches(substring(text, 33), {_sql_text(KEYED)})
                            OR contains(text, 'startup script')
                            OR contains(text, 'unexpected status code'))
-                       THEN regexp_extract(
-                           CASE WHEN suffix(text, ' ...') AND length(text) >= 36
-                                THEN substring(text, 33, length(text) - 36)
-                                ELSE substring(text, 33) END,
-                           {_sql_text(HUMAN_REST)}, ['logger', 'message', 'fields']) END AS p
+                       THEN slog_split(text) END AS p
         FROM classified
     ),
     entries AS (
@@ -308,7 +312,7 @@ LOG_LINES = """CREATE OR REPLACE TABLE log_lines (
     level log_level, kind VARCHAR, is_start BOOLEAN, is_reinit BOOLEAN, starts INTEGER,
     instances INTEGER, h UBIGINT, text VARCHAR)"""
 # The entries with their text (split into logger, message and fields), trailing block and kind.
-LOG_TEXTS = f"""CREATE OR REPLACE TABLE log_texts AS
+LOG_TEXTS = """CREATE OR REPLACE TABLE log_texts AS
 WITH blocks AS (
     SELECT file_id, entry, string_agg(text, chr(10) ORDER BY line) AS block
     FROM log_lines JOIN log_bases USING (file_id)
@@ -320,11 +324,7 @@ texts AS (
     WHERE l.cls IN ('A', 'J') OR (l.cls = 'B' AND (l.text IS NOT NULL OR b.block IS NOT NULL))
 ),
 split AS (
-    SELECT *, CASE WHEN cls = 'B' AND text IS NOT NULL THEN regexp_extract(
-                  CASE WHEN suffix(text, ' ...') AND length(text) >= 36
-                       THEN substring(text, 33, length(text) - 36)
-                       ELSE substring(text, 33) END,
-                  {_sql_text(HUMAN_REST)}, ['logger', 'message', 'fields']) END AS p
+    SELECT *, CASE WHEN cls = 'B' AND text IS NOT NULL THEN slog_split(text) END AS p
     FROM texts
 )
 SELECT s.file_id, s.line,
