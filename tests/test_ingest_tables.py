@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 
@@ -196,3 +197,81 @@ def test_older_and_newer_schemas_load(con, tmp_path):
     assert "logs_length" not in ld.missing_columns
     assert ld.ignored_columns == ["quantum_flux"]
     assert rows(con, "SELECT logs_length, lifecycle_state FROM workspace_agents") == [(42, None)]
+
+
+@pytest.mark.parametrize(
+    ("literal", "expected"),
+    [
+        ("{}", []),
+        ("{vscode,web_terminal}", ["vscode", "web_terminal"]),
+        ("{a b,c}", ["a b", "c"]),
+        ("{a,NULL}", ["a", None]),
+        ('{"NULL",x}', ["NULL", "x"]),
+        ('{"odd, one",b}', ["odd, one", "b"]),
+        ('{"say \\"hi\\"","C:\\\\path"}', ['say "hi"', "C:\\path"]),
+        ('{""}', [""]),
+        ("{a,,b}", ["a", "b"]),
+        ("{,a}", ["a"]),
+        ('["x","y"]', ["x", "y"]),
+        ("not an array", None),
+    ],
+)
+def test_postgres_array_literals(con, literal, expected):
+    create_tables(con)
+    assert con.execute("SELECT pg_array(?)", [literal]).fetchone()[0] == expected
+
+
+def test_ndjson_bad_value_is_rejected_on_its_line(con, tmp_path):
+    objs = [
+        {"id": A1, "created_at": "2026-05-14T06:00:00-04:00", "resource_id": R1},
+        {"id": A2, "created_at": "yesterday", "resource_id": R1},
+        {"id": A2[:-1] + "3", "created_at": "2026-05-14T06:00:00-04:00"},
+    ]
+    data = "\n".join(json.dumps(o) for o in objs) + "\n"
+    ld = load(con, tmp_path, "workspace_agents.ndjson", data.encode())
+    assert (ld.rows_read, ld.rows_loaded, ld.rejected) == (3, 1, 2)
+    assert [(r.line, r.reason) for r in ld.samples] == [
+        (2, "created_at: cannot read yesterday as ts"),
+        (3, "resource_id: required value is empty"),
+    ]
+    assert rows(con, "SELECT CAST(id AS VARCHAR), __line FROM workspace_agents") == [(A1, 1)]
+
+
+def test_missing_required_column_rejects_every_row(con, tmp_path):
+    # Discovery refuses such a file; should one come through anyway, no row of it loads.
+    good = tmp_path / "workspace_agents.csv"
+    good.write_text(AGENTS_CSV)
+    lacking = tmp_path / "lacking.csv"
+    lacking.write_text(f"id,created_at,name\n{A1},2026-05-14 06:00:00-04,main\n{A2},,main\n")
+    create_tables(con)
+    ld = load_table(con, dataclasses.replace(source(good), path=lacking), "testkey", 0)
+    assert (ld.rows_read, ld.rows_loaded, ld.rejected) == (2, 0, 2)
+    assert "resource_id" in ld.missing_columns
+    assert [(r.line, r.reason) for r in ld.samples] == [
+        (2, "resource_id: column missing from the export"),
+        (3, "created_at: required value is empty; resource_id: column missing from the export"),
+    ]
+    assert rows(con, "SELECT count(*) FROM workspace_agents") == [(0,)]
+
+
+def test_a_second_file_rejects_only_its_own_rows(con, tmp_path):
+    first = load(con, tmp_path, "workspace_agents.csv", AGENTS_CSV.encode())
+    (tmp_path / "more").mkdir()
+    path = tmp_path / "more" / "workspace_agents.csv"
+    path.write_text(
+        "id,created_at,resource_id\n"
+        f"{A2[:-1]}3,2026-05-15 06:00:00-04,{R1}\n"
+        f"{A2[:-1]}4,2026-05-15 06:00:00-04,not-a-uuid\n"
+    )
+    second = load_table(con, source(path), "testkey", 1)
+    assert (first.rows_loaded, second.rows_loaded, second.rejected) == (2, 1, 1)
+    assert second.samples[0].line == 3
+    assert rows(con, "SELECT count(*), count(__line) FROM workspace_agents") == [(3, 0)]
+
+
+@pytest.mark.parametrize("keep_order", [True, False])
+def test_the_connections_insertion_order_setting_is_left_as_it_was(con, tmp_path, keep_order):
+    con.execute(f"SET preserve_insertion_order = {keep_order}")
+    load(con, tmp_path, "workspace_agents.csv", AGENTS_CSV.encode())
+    setting = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    assert setting is keep_order

@@ -16,13 +16,16 @@ from typing import Any
 
 import duckdb
 
-from forensics.db import one, scalar
+from forensics.db import scalar
 from forensics.discover import Source
 from forensics.ingest.schema import DUCKDB_TYPES, TABLES, Table
 
 MAX_REJECT_SAMPLES = 20
 
 # SQL macros used by the casts below. DuckDB string literals do not process backslashes.
+# pg_array splits the usual literal, whose elements needed no quotes and are not NULL, without
+# the regular expression (which cost as much as all the other casts of a row together); it
+# gives what the regular expression would: no element of such a literal is empty.
 MACROS = r"""
 CREATE OR REPLACE MACRO pg_zero_ts(v) AS
     v LIKE '% BC' OR v LIKE '0001-01-01%' OR v LIKE '0000-%';
@@ -31,6 +34,11 @@ CREATE OR REPLACE MACRO pg_ts(v) AS
 CREATE OR REPLACE MACRO pg_array(v) AS
     CASE
         WHEN v IS NULL THEN NULL
+        WHEN v = '{}' THEN []::VARCHAR[]
+        WHEN starts_with(v, '{') AND ends_with(v, '}') AND NOT contains(v, '"')
+            AND NOT contains(v, 'NULL') AND NOT contains(v, ',,')
+            AND NOT starts_with(v, '{,') AND NOT ends_with(v, ',}')
+            THEN string_split(substr(v, 2, length(v) - 2), ',')
         WHEN starts_with(v, '[') AND json_valid(v) THEN from_json(v, '["VARCHAR"]')
         WHEN starts_with(v, '{') AND ends_with(v, '}') THEN list_transform(
             regexp_extract_all(v[2:-2], '"(?:[^"\\]|\\.)*"|[^,]+'),
@@ -191,7 +199,10 @@ def _cast(kind: str, expr: str, source_type: str) -> str:
 
 
 def _unreadable(kind: str, expr: str, cast: str, source_type: str) -> str:
-    """SQL that is true when a present value could not be cast."""
+    """SQL that is true when a present value could not be cast.
+
+    The cast is tested first: it is NULL for few rows, so the other tests run on those only.
+    """
     if kind in ("text", "json"):
         return "false"
     zero = ""
@@ -199,7 +210,7 @@ def _unreadable(kind: str, expr: str, cast: str, source_type: str) -> str:
         zero = (
             f" AND NOT pg_zero_ts({expr})" if source_type == "VARCHAR" else f" AND year({expr}) > 1"
         )
-    return f"({expr} IS NOT NULL AND {cast} IS NULL{zero})"
+    return f"({cast} IS NULL AND {expr} IS NOT NULL{zero})"
 
 
 def _insert(
@@ -211,25 +222,39 @@ def _insert(
     hash_key: str,
     n: int,
 ) -> TableLoad:
+    """Insert the rows of `stage` whose values all read; count the others and say why.
+
+    One pass over the file does the work: every row is cast and inserted, a row with a value
+    that does not read marked by `__line` -1 (a line number is never negative; a per-row mark in
+    the text column `__source` would cost a string per row), and the marked rows are then
+    counted and deleted. Only when there are some is the file read again, to build the reasons:
+    text for every check of every row, kept in a table, cost more than the casts themselves.
+    """
     load = TableLoad(table=table.name, path=src.display, format=src.format or "")
     by_name = {c.lower(): c for c in source_cols}
     renamed = {canon: legacy for legacy, canon in table.renamed.items() if legacy in by_name}
-    select, checks = [], []
+    # `select` casts the values; `checks` says what is wrong with a row, for the samples, and
+    # `flags` is the same tests as booleans, for the load (DuckDB computes a cast that `select`
+    # and `flags` share once).
+    select, checks, flags = [], [], []
     for col, kind in table.columns.items():
         src_col = by_name.get(col) or by_name.get(renamed.get(col, ""))
         if src_col is None:
             load.missing_columns.append(col)
             select.append(f'NULL::{DUCKDB_TYPES[kind]} AS "{col}"')
             continue
-        expr = f'"{src_col}"'
-        cast = _cast(kind, expr, source_cols[src_col])
+        expr, source_type = f'"{src_col}"', source_cols[src_col]
+        cast = _cast(kind, expr, source_type)
         select.append(f'{cast} AS "{col}"')
         checks.append(
-            f"CASE WHEN {_unreadable(kind, expr, cast, source_cols[src_col])} THEN "
+            f"CASE WHEN {_unreadable(kind, expr, cast, source_type)} THEN "
             f"'{col}: cannot read ' || left(CAST({expr} AS VARCHAR), 60) || ' as {kind}' END"
         )
+        if kind not in ("text", "json"):
+            flags.append(_unreadable(kind, expr, cast, source_type))
         if col in table.required:
             checks.append(f"CASE WHEN {expr} IS NULL THEN '{col}: required value is empty' END")
+            flags.append(f"{expr} IS NULL")
     for col in table.hashed:
         if col in by_name:
             # Keyed hash: equal tokens compare equal within one run; the key is never written.
@@ -246,6 +271,7 @@ def _insert(
     for col in table.required:
         if col in load.missing_columns:
             checks.append(f"'{col}: column missing from the export'")
+            flags.append("true")
     known = set(table.columns) | set(table.renamed) | {f"{h}_hash" for h in table.hashed}
     for c in source_cols:
         if c.lower() in table.secret or c.lower() in table.hashed:
@@ -253,37 +279,41 @@ def _insert(
         elif c.lower() not in known and c not in ("__line",):
             load.ignored_columns.append(c)
 
-    reason = f"concat_ws('; ', {', '.join(checks)})" if checks else "''"
     source = src.display.replace("'", "''")
     numbered = src.format == "ndjson"  # NDJSON rows carry their line; others are numbered below
-    con.execute(
-        f"""CREATE TEMP TABLE __typed_{n} AS
-        SELECT {", ".join(select)}, '{source}' AS __source,
-               {"__line" if numbered else "NULL::BIGINT"} AS __line, {reason} AS __reason
-        FROM {stage}"""
-    )
     cols = ", ".join(f'"{c}"' for c in [*table.columns, *(f"{h}_hash" for h in table.hashed)])
-    con.execute(
-        f"""INSERT INTO "{table.name}" ({cols}, __source, __line)
-        SELECT {cols}, __source, __line FROM __typed_{n} WHERE __reason = ''"""
-    )
-    load.rows_loaded, bad = one(
-        con,
-        f"""SELECT count(*) FILTER (__reason = ''), count(*) FILTER (__reason <> '')
-            FROM __typed_{n}""",
-    )
+
+    # Rows land in the table in the order the threads finish them, not in file order: the
+    # queries on the canonical tables order rows themselves, and `__line` places NDJSON rows.
+    # Keeping file order makes DuckDB buffer each thread's rows and copy them once more, which
+    # cost a seventh of the load's time on a large export.
+    keep_order = scalar(con, "SELECT current_setting('preserve_insertion_order')")
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        inserted = scalar(
+            con,
+            f"""INSERT INTO "{table.name}" ({cols}, __source, __line)
+            SELECT {", ".join(select)}, '{source}',
+                   CASE WHEN {" OR ".join(flags) or "false"} THEN -1
+                        ELSE {"__line" if numbered else "NULL::BIGINT"} END
+            FROM {stage}""",
+        )
+    finally:
+        con.execute(f"SET preserve_insertion_order = {bool(keep_order)}")
+    bad = scalar(con, f'SELECT count(*) FROM "{table.name}" WHERE __line = -1')
+    if bad:
+        con.execute(f'DELETE FROM "{table.name}" WHERE __line = -1')
+    load.rows_loaded = inserted - bad
     structural = _structural_rejects(con, src, n)
+    reason = f"concat_ws('; ', {', '.join(checks)})" if checks else "''"
     samples: list[tuple[Any, ...]] = []
-    if bad and numbered:
+    if bad:
+        row = "__line" if numbered else "__row"
         samples = con.execute(
-            f"SELECT __line, __line, __reason FROM __typed_{n} WHERE __reason <> '' "
-            f"ORDER BY __line LIMIT {MAX_REJECT_SAMPLES}"
-        ).fetchall()
-    elif bad:
-        samples = con.execute(
-            f"""SELECT __row, NULL, __reason FROM (
-                    SELECT __row, {reason} AS __reason FROM {stage}_numbered)
-                WHERE __reason <> '' ORDER BY __row LIMIT {MAX_REJECT_SAMPLES}"""
+            f"""SELECT {row}, {"__line" if numbered else "NULL"}, __reason FROM (
+                    SELECT {row}, {reason} AS __reason
+                    FROM {stage if numbered else stage + "_numbered"})
+                WHERE __reason <> '' ORDER BY {row} LIMIT {MAX_REJECT_SAMPLES}"""
         ).fetchall()
     load.rejected = bad + len(structural)
     load.rows_read = load.rows_loaded + load.rejected
@@ -300,7 +330,6 @@ def _insert(
         + structural,
         key=lambda r: r.line or 0,
     )[:MAX_REJECT_SAMPLES]
-    con.execute(f"DROP TABLE __typed_{n}")
     if src.format == "ndjson":
         load.samples.extend(_json_rejects(con, n, load))
         load.samples = sorted(load.samples, key=lambda r: r.line or 0)[:MAX_REJECT_SAMPLES]
