@@ -393,28 +393,46 @@ def parse_logs(
     return [loads[file_id] for file_id, _ in logs]
 
 
-# A batch is read by one query: fewer, larger queries cost less than one per file.
+# A batch is read by one query: fewer, larger queries cost less than one per file. Batches
+# are cut by uncompressed size, so that each takes about as long as another.
 BATCH_BYTES = 64 * 1024 * 1024
 BATCH_FILES = 256
 
 
 def _batches(logs: list[tuple[int, Source]]) -> list[list[tuple[int, Source]]]:
-    """Files grouped for reading: gzip'd and plain apart, up to BATCH_BYTES or BATCH_FILES."""
+    """Files grouped for reading: gzip'd and plain apart, up to BATCH_BYTES (uncompressed) or
+    BATCH_FILES. gzip'd batches come first: one query decompresses on one thread, so they are
+    the slowest, and the plain ones fill in around them."""
     batches: list[list[tuple[int, Source]]] = []
-    for compressed in (False, True):
+    for compressed in (True, False):
         batch: list[tuple[int, Source]] = []
         size = 0
         for file_id, src in logs:
             if src.compressed != compressed:
                 continue
-            if batch and (size + src.size > BATCH_BYTES or len(batch) >= BATCH_FILES):
+            est = _uncompressed_size(src)
+            if batch and (size + est > BATCH_BYTES or len(batch) >= BATCH_FILES):
                 batches.append(batch)
                 batch, size = [], 0
             batch.append((file_id, src))
-            size += src.size
+            size += est
         if batch:
             batches.append(batch)
     return batches
+
+
+def _uncompressed_size(src: Source) -> int:
+    """A file's size once decompressed: for gzip, what its trailer says (the size modulo 4 GiB
+    of its last member), or four times the file when that is less."""
+    if not src.compressed:
+        return src.size
+    try:
+        with src.path.open("rb") as f:
+            f.seek(-4, os.SEEK_END)
+            trailer = int.from_bytes(f.read(4), "little")
+    except OSError:
+        trailer = 0
+    return max(trailer, 4 * src.size)
 
 
 def _read_batch(
