@@ -227,6 +227,9 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
     when a multi-line field block follows (such a block can make it a connection error).
     """
     start = " OR ".join(f"message = {_sql_text(m)}" for m in START_MESSAGES)
+    # (a CASE over the nine characters after the time: an IN list would become a join, which
+    # loses the file's order the running counts below need)
+    heads = " ".join(f"WHEN {_sql_text(f' [{code}]  ')} THEN true" for code in LEVELS)
     compression = "gzip" if compressed else "none"
     paths = ", ".join(_sql_text(p) for _, p in files)
     ids = ", ".join(f"({_sql_text(p)}, {file_id})" for file_id, p in files)
@@ -242,12 +245,10 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
                       filename = true)
     ),
     timed AS (
-        -- format B's fixed head (ENTRY), checked by position: cheaper than the pattern
+        -- format B's fixed head (ENTRY), checked by position: cheaper than the pattern; the
+        -- time is then read by a cast, which fails on anything else
         SELECT line, filename, text,
-               CASE WHEN substring(text, 24, 2) = ' [' AND substring(text, 30, 3) = ']  '
-                         AND strpos('|debu|info|warn|erro|crit|fata|',
-                                    '|' || substring(text, 26, 4) || '|') > 0
-                         AND substring(text, 11, 1) = ' ' AND substring(text, 20, 1) = '.'
+               CASE WHEN (CASE substring(text, 24, 9) {heads} ELSE false END)
                     THEN TRY_CAST(left(text, 23) AS TIMESTAMP) END AS ts
         FROM raw
     ),
