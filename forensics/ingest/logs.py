@@ -39,9 +39,7 @@ from forensics.ingest.slog import go_unquote, manifest_ids
 
 BLOCK_BYTES = 8 * 1024 * 1024
 MAX_SAMPLES = 10
-
-# Only the fixed-width head is matched: the rest of the line is sliced, not scanned.
-ENTRY = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(?:debu|info|warn|erro|crit|fata)\]  "
+# Format B's level codes, as they appear between the brackets.
 LEVELS = {
     "debu": "debug",
     "info": "info",
@@ -245,8 +243,8 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
                       filename = true)
     ),
     timed AS (
-        -- format B's fixed head (ENTRY), checked by position: cheaper than the pattern; the
-        -- time is then read by a cast, which fails on anything else
+        -- format B's fixed head, `2026-05-14 13:00:00.123 [info]  `, checked by position
+        -- (cheaper than a pattern); the time is then read by a cast, which fails on anything else
         SELECT line, filename, text,
                CASE WHEN (CASE substring(text, 24, 9) {heads} ELSE false END)
                     THEN TRY_CAST(left(text, 23) AS TIMESTAMP) END AS ts
@@ -493,9 +491,9 @@ def _clean_copy(src: Source, dest: Path, load: LogLoad) -> None:
     """Copy a log with what DuckDB cannot read made readable, line for line.
 
     Invalid UTF-8 becomes U+FFFD; carriage returns at line ends are dropped (CRLF files) and
-    other carriage returns, NUL and 0x01 bytes become U+FFFD; lines longer than
-    MAX_LINE_BYTES are cut there. A gzip stream cut short yields what could be decompressed,
-    and the problem is recorded in `load.problem`.
+    other carriage returns, NUL and 0x01 bytes become U+FFFD; a line is cut after a quarter of
+    MAX_LINE_BYTES characters (so that it fits in MAX_LINE_BYTES of UTF-8). A gzip stream cut
+    short yields what could be decompressed, and the problem is recorded in `load.problem`.
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     carry = ""
