@@ -38,6 +38,11 @@ def _session(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
 
 
+def sql_text(value: str) -> str:
+    """A string as an SQL literal (for the few places a value cannot be a parameter)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> tuple[Any, ...]:
     """The single row of a query that always returns one (aggregates)."""
     row = con.execute(sql, params).fetchone()

@@ -24,7 +24,7 @@ import duckdb
 
 from forensics import __version__
 from forensics.anonymize import Identifiers
-from forensics.db import connect, one, scalar
+from forensics.db import connect, one, scalar, sql_text
 from forensics.discover import LOG_KINDS, Source, discover
 from forensics.errors import InputError, UsageError
 from forensics.ingest.bundle import expand_bundles
@@ -385,7 +385,7 @@ def _dedupe(
     lines an export also has.
     """
     notes = []
-    bundled_sql = ", ".join(_sql_text(b) for b in sorted(bundled or ())) or "NULL"
+    bundled_sql = ", ".join(sql_text(b) for b in sorted(bundled or ())) or "NULL"
     for table in sorted({ld.table for ld in loads if sum(x.table == ld.table for x in loads) > 1}):
         spec, mine = TABLES[table], [ld for ld in loads if ld.table == table]
         key = ", ".join(f'"{k}"' for k in spec.key)
@@ -403,7 +403,7 @@ def _dedupe(
             for h in spec.hashed
         ]
         for col in spec.columns:
-            lacking = ", ".join(_sql_text(ld.path) for ld in mine if col in ld.missing_columns)
+            lacking = ", ".join(sql_text(ld.path) for ld in mine if col in ld.missing_columns)
             if lacking and any(col not in ld.missing_columns for ld in mine):
                 fills.append(
                     f"CASE WHEN __source IN ({lacking}) THEN arg_min(CASE WHEN __source NOT IN "
@@ -440,10 +440,6 @@ def _dedupe(
             "the other copies"
         )
     return notes
-
-
-def _sql_text(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _model_notes(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from forensics.db import cursor
+from forensics.db import cursor, sql_text
 from forensics.discover import Source
 from forensics.errors import InputError
 from forensics.ingest.slog import go_unquote, manifest_ids
@@ -183,29 +183,28 @@ KEYED = r"^(?:[A-Za-z0-9_.\-]+: )?(?:" + "|".join(KINDS) + r")(?:  | \.\.\.$|$)"
 ENTRY_CLASSES = {"B": HUMAN, "A": HUMAN_V1, "J": JSON}
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _macros() -> str:
     """SQL macros shared by the reading query and the fix-ups: an entry's kind, level and
     parts, and redaction."""
-    kinds = " ".join(f"WHEN {_sql_text(m)} THEN {_sql_text(k)}" for m, k in KINDS.items())
-    levels = " ".join(f"WHEN {_sql_text(k)} THEN {_sql_text(v)}" for k, v in LEVELS.items())
+    kinds = " ".join(f"WHEN {sql_text(m)} THEN {sql_text(k)}" for m, k in KINDS.items())
+    process_start, reinit = sql_text(KINDS[START_MESSAGES[0]]), sql_text(KINDS[REINIT_MESSAGE])
     return f"""
     CREATE OR REPLACE MACRO slog_kind(message, fields) AS CASE
         WHEN (CASE message {kinds} END) IS NOT NULL THEN (CASE message {kinds} END)
         WHEN regexp_matches(message, '^startup script.*failed$') THEN 'script failure'
         WHEN contains(fields, 'unexpected status code') THEN 'connection error' END;
-    CREATE OR REPLACE MACRO slog_level(code) AS CASE code {levels} ELSE 'unknown' END;
+    -- A new agent process (a start line), and a new agent in the same process (a prebuild
+    -- claim), by the entry's kind.
+    CREATE OR REPLACE MACRO slog_starts(kind) AS coalesce(kind = {process_start}, false);
+    CREATE OR REPLACE MACRO slog_reinits(kind) AS coalesce(kind = {reinit}, false);
     -- A format B line's logger, message and fields (after the 32 characters of time and level,
     -- without the ` ...` that announces a field block).
     CREATE OR REPLACE MACRO slog_split(text) AS regexp_extract(
         CASE WHEN suffix(text, ' ...') AND length(text) >= 36
              THEN substring(text, 33, length(text) - 36) ELSE substring(text, 33) END,
-        {_sql_text(HUMAN_REST)}, ['logger', 'message', 'fields']);
+        {sql_text(HUMAN_REST)}, ['logger', 'message', 'fields']);
     CREATE OR REPLACE MACRO slog_redact(text) AS
-        regexp_replace(text, {_sql_text(SECRET)}, '\\1<redacted>', 'g');
+        regexp_replace(text, {sql_text(SECRET)}, '\\1<redacted>', 'g');
     """
 
 
@@ -224,20 +223,21 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
     anchored pattern of the kind messages, KEYED) or its line ends in ` ...`, which slog writes
     when a multi-line field block follows (such a block can make it a connection error).
     """
-    start = " OR ".join(f"message = {_sql_text(m)}" for m in START_MESSAGES)
     # (a CASE over the nine characters after the time: an IN list would become a join, which
     # loses the file's order the running counts below need)
-    heads = " ".join(f"WHEN {_sql_text(f' [{code}]  ')} THEN true" for code in LEVELS)
+    heads = " ".join(
+        f"WHEN {sql_text(f' [{code}]  ')} THEN {sql_text(level)}" for code, level in LEVELS.items()
+    )
     compression = "gzip" if compressed else "none"
-    paths = ", ".join(_sql_text(p) for _, p in files)
-    ids = ", ".join(f"({_sql_text(p)}, {file_id})" for file_id, p in files)
+    paths = ", ".join(sql_text(p) for _, p in files)
+    ids = ", ".join(f"({sql_text(p)}, {file_id})" for file_id, p in files)
     return f"""
     INSERT INTO log_lines
     WITH raw AS (
         SELECT row_number() OVER () AS line, filename,
                CASE WHEN text IS NULL THEN ''
                     WHEN contains(text, chr(27))
-                    THEN regexp_replace(text, {_sql_text(ANSI)}, '', 'g')
+                    THEN regexp_replace(text, {sql_text(ANSI)}, '', 'g')
                     ELSE text END AS text
         FROM read_csv([{paths}], {READ_OPTIONS}, compression = '{compression}',
                       filename = true)
@@ -245,42 +245,39 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
     timed AS (
         -- format B's fixed head, `2026-05-14 13:00:00.123 [info]  `, checked by position
         -- (cheaper than a pattern); the time is then read by a cast, which fails on anything else
-        SELECT line, filename, text,
-               CASE WHEN (CASE substring(text, 24, 9) {heads} ELSE false END)
-                    THEN TRY_CAST(left(text, 23) AS TIMESTAMP) END AS ts
-        FROM raw
+        SELECT line, filename, text, level,
+               CASE WHEN level IS NOT NULL THEN TRY_CAST(left(text, 23) AS TIMESTAMP) END AS ts
+        FROM (SELECT *, CASE substring(text, 24, 9) {heads} END AS level FROM raw)
     ),
     classified AS (
         SELECT line, filename, text, CAST(ts AS TIMESTAMPTZ) AS ts,
+            CASE WHEN ts IS NOT NULL THEN level END AS level,
             CASE WHEN ts IS NOT NULL THEN 'B'
-                 WHEN regexp_matches(text, {_sql_text(ENTRY_V1)}) THEN 'A'
-                 WHEN regexp_matches(text, {_sql_text(ENTRY_JSON)}) THEN 'J'
+                 WHEN regexp_matches(text, {sql_text(ENTRY_V1)}) THEN 'A'
+                 WHEN regexp_matches(text, {sql_text(ENTRY_JSON)}) THEN 'J'
                  WHEN regexp_matches(text, '^\\s*$') THEN 'blank'
-                 WHEN regexp_matches(text, {_sql_text(INDENTED)}) THEN 'indented'
+                 WHEN regexp_matches(text, {sql_text(INDENTED)}) THEN 'indented'
                  ELSE 'bad' END AS cls
         FROM timed
     ),
     split AS (
         SELECT *, CASE WHEN cls = 'B' AND (
                            suffix(text, ' ...')
-                           OR regexp_matches(substring(text, 33), {_sql_text(KEYED)})
+                           OR regexp_matches(substring(text, 33), {sql_text(KEYED)})
                            OR contains(text, 'startup script')
                            OR contains(text, 'unexpected status code'))
                        THEN slog_split(text) END AS p
         FROM classified
     ),
     entries AS (
-        SELECT line, filename, text, cls, ts, p IS NOT NULL AS keyed,
-               CASE WHEN cls = 'B' THEN slog_level(substring(text, 26, 4)) END AS level,
+        SELECT line, filename, text, cls, ts, p IS NOT NULL AS keyed, level,
                nullif(p.logger, '') AS logger, p.message AS message, p.fields AS fields,
                CASE WHEN cls = 'B' THEN hash(text) END AS h
         FROM split
     ),
     marked AS (
-        SELECT *, slog_kind(message, fields) AS kind,
-               coalesce({start}, false) AS is_start,
-               coalesce(message = {_sql_text(REINIT_MESSAGE)}, false) AS is_reinit
-        FROM entries
+        SELECT *, slog_starts(kind) AS is_start, slog_reinits(kind) AS is_reinit
+        FROM (SELECT *, slog_kind(message, fields) AS kind FROM entries)
     ),
     counted AS (
         SELECT *,
@@ -442,10 +439,13 @@ def _read_batch(
 ) -> None:
     """Insert a batch's lines into `log_lines`; when DuckDB balks at one of its files, each
     file is read on its own, and a file it balks at is read from a readable copy."""
-    clean = [(n, src) for n, src in batch if _starts_with_cr(src)]
-    batch = [(n, src) for n, src in batch if (n, src) not in clean]
-    for file_id, src in clean:
-        _read_copy(cur, file_id, src, work, loads[file_id])
+    direct = []
+    for file_id, src in batch:
+        if _starts_with_cr(src):
+            _read_copy(cur, file_id, src, work, loads[file_id])
+        else:
+            direct.append((file_id, src))
+    batch = direct
     if len(batch) > 1:
         try:
             cur.execute(
@@ -703,13 +703,12 @@ def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, Log
                text = CASE WHEN e.ts IS NULL THEN left(log_lines.text, 300) END,
                ts = e.ts, level = CASE WHEN e.ts IS NOT NULL THEN e.level END,
                kind = CASE WHEN e.ts IS NOT NULL THEN slog_kind(e.message, e.fields) END,
-               is_start = coalesce(list_contains($starts, e.message), false),
-               is_reinit = coalesce(e.message = $reinit, false),
+               is_start = e.ts IS NOT NULL AND slog_starts(slog_kind(e.message, e.fields)),
+               is_reinit = e.ts IS NOT NULL AND slog_reinits(slog_kind(e.message, e.fields)),
                h = CASE WHEN e.ts IS NOT NULL
                         THEN hash(e.ts, e.level, e.logger, e.message, e.fields) END
            FROM __other e
-           WHERE log_lines.file_id = e.file_id AND log_lines.line = e.line""",
-        {"starts": list(START_MESSAGES), "reinit": REINIT_MESSAGE},
+           WHERE log_lines.file_id = e.file_id AND log_lines.line = e.line"""
     )
     con.execute(
         "INSERT INTO log_other SELECT file_id, line, logger, message, fields FROM __other "
