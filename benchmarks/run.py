@@ -452,7 +452,8 @@ def measure(m: Measured, workdir: Path, pg: Postgres | None, breakdown: bool = F
 
 
 def stage_rows(m: Measured) -> list[list[str]]:
-    """Per stage: name, seconds, throughput, peak RSS (MiB as the engine records it)."""
+    """Per stage: name, seconds, CPU seconds (all threads), throughput, peak RSS (MiB as the
+    engine records it)."""
     gen = m.generated
     log_bytes = gen.get("log_bytes", 0)
     table_bytes = gen.get("table_bytes", 0)
@@ -477,16 +478,19 @@ def stage_rows(m: Measured) -> list[list[str]]:
             what = f"{st.get('workspaces', 0)} workspaces"
         else:
             what = ""
-        rows.append([name, f"{s:.2f}", what, f"{st['peak_rss_mib']:,.0f}"])
+        cpu = f"{st['cpu_seconds']:.2f}" if "cpu_seconds" in st else ""
+        rows.append([name, f"{s:.2f}", cpu, what, f"{st['peak_rss_mib']:,.0f}"])
         if name == "model":  # with --model-breakdown
             rows += [
-                [f"  {label}", f"{t:.2f}", "", ""] for label, t in m.run.get("model_statements", [])
+                [f"  {label}", f"{t:.2f}", "", "", ""]
+                for label, t in m.run.get("model_statements", [])
             ]
     run = m.run
     rows.append(
         [
             "render",
             f"{run['render_seconds']:.2f}",
+            "",
             f"report.html {_bytes(run['report_html_bytes'])}, "
             f"summary.md {_bytes(run['summary_md_bytes'])}",
             f"{run['peak_rss_mib']:,.0f}",
@@ -496,6 +500,7 @@ def stage_rows(m: Measured) -> list[list[str]]:
         [
             "total (analyze + render)",
             f"{run['analyze_seconds'] + run['render_seconds']:.2f}",
+            "",
             f"process wall {m.process_wall:.1f} s (with interpreter start and imports)",
             f"{m.process_rss_mib:,.0f}",
         ]
@@ -785,7 +790,9 @@ def print_results(results: list[Measured], targets: list[Target]) -> None:
         print(f"dump {m.dump}: {dump_line(m)}")
         print(
             _table(
-                ["stage", "wall s", "throughput", "peak RSS MiB"], stage_rows(m), frozenset({1, 3})
+                ["stage", "wall s", "CPU s", "throughput", "peak RSS MiB"],
+                stage_rows(m),
+                frozenset({1, 2, 4}),
             )
         )
         print()
@@ -879,7 +886,8 @@ def markdown(
         if not _ok(m.run):
             parts += [f"forensics analyze failed: {m.run['error']}"]
             continue
-        parts += [_md(["stage", "wall s", "throughput", "peak RSS MiB"], stage_rows(m)), ""]
+        header = ["stage", "wall s", "CPU s", "throughput", "peak RSS MiB"]
+        parts += [_md(header, stage_rows(m)), ""]
         parts += [_md(["floor / alternative (same files)", "s", "comparison"], floor_rows(m))]
     parts += ["", MARK_END]
     return "\n".join(parts) + "\n"

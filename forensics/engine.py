@@ -254,19 +254,26 @@ def _identifiers(con: duckdb.DuckDBPyConnection, sources: list[Source]) -> Ident
 
 
 class Stages:
-    """Wall time and peak memory of each pipeline stage, in order."""
+    """Wall time, CPU time (all threads) and peak memory of each pipeline stage, in order."""
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
         self._last = time.perf_counter()
+        self._last_cpu = time.process_time()
 
     def mark(self, stage: str, **counts: int) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         self.records.append(
-            {"stage": stage, "seconds": now - self._last, "peak_rss_mib": peak_kib / 1024, **counts}
+            {
+                "stage": stage,
+                "seconds": now - self._last,
+                "cpu_seconds": cpu - self._last_cpu,
+                "peak_rss_mib": peak_kib / 1024,
+                **counts,
+            }
         )
-        self._last = now
+        self._last, self._last_cpu = now, cpu
 
 
 def _offset_overrides(con: duckdb.DuckDBPyConnection, offsets: dict[str, float]) -> None:
