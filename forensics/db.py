@@ -8,9 +8,9 @@ from typing import Any
 
 import duckdb
 
-# DuckDB's share of memory. The rest of a run (Python, Polars parsing logs block by block)
-# needs a few hundred MB more, so the whole run stays under 2 GB whatever the input size;
-# what does not fit is spilled to the run's temporary directory.
+# DuckDB's share of memory. The rest of a run (Python, the few log entries parsed with Polars,
+# the report) needs a few hundred MB more, so the whole run stays under 2 GB whatever the input
+# size; what does not fit is spilled to the run's temporary directory.
 MEMORY_LIMIT = os.environ.get("FORENSICS_MEMORY_LIMIT", "1GB")
 
 
