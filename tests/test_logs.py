@@ -470,3 +470,32 @@ def test_log_times_are_utc_whatever_the_machines_time_zone(tmp_path, monkeypatch
         monkeypatch.undo()
         time.tzset()
     assert ts == "13:00:00"
+
+
+def test_batches_give_every_worker_several_and_put_gzip_first(tmp_path, monkeypatch):
+    # Small logs are cut into more, smaller batches, so that one worker is not left holding the
+    # last big one while the other waits; gzip'd files are read first, in batches of their own.
+    monkeypatch.setattr(logs, "MIN_BATCH_BYTES", 64 * 1024)
+    line = b"2026-05-14 13:00:00.130 [debu]  net.tailnet: wgengine: Reconfig: configuring router\n"
+    numbered = []
+    for n in range(40):
+        path = tmp_path / f"host{n}" / ("coder-agent.log.gz" if n % 10 == 3 else "coder-agent.log")
+        path.parent.mkdir()
+        text = line * 1200  # about 100 kB
+        path.write_bytes(gzip.compress(text, mtime=0) if path.suffix == ".gz" else text)
+        numbered.append((n, source(path)))
+    total = sum(logs._uncompressed_size(src) for _, src in numbered)
+    for workers in (1, 2):
+        batches = logs._batches(numbered, workers)
+        limit = total // (workers * logs.BATCHES_PER_WORKER)
+        gzipped = [b for b in batches if b[0][1].compressed]
+        assert batches[: len(gzipped)] == gzipped  # gzip'd batches first
+        assert all(len({src.compressed for _, src in b}) == 1 for b in batches)
+        order = [n for b in batches for n, _ in b]
+        assert order == [n for n, s in numbered if s.compressed] + [
+            n for n, s in numbered if not s.compressed
+        ]
+        for b in batches:
+            assert sum(logs._uncompressed_size(s) for _, s in b) <= limit
+        assert len(batches) >= workers * logs.BATCHES_PER_WORKER
+    assert len(logs._batches(numbered, 2)) > len(logs._batches(numbered, 1))

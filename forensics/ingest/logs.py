@@ -362,7 +362,7 @@ def parse_logs(
             con.execute(statement)
     con.execute(LOG_LINES)
     loads = {file_id: LogLoad(path=src.display, stream=stream_of(src)) for file_id, src in logs}
-    batches = _batches(logs)
+    batches = _batches(logs, os.cpu_count() or 1)
     workers = max(1, min(len(batches), os.cpu_count() or 1))
 
     def read(batch: list[tuple[int, Source]]) -> None:
@@ -394,15 +394,22 @@ def parse_logs(
 
 
 # A batch is read by one query: fewer, larger queries cost less than one per file. Batches
-# are cut by uncompressed size, so that each takes about as long as another.
+# are cut by uncompressed size, so that each takes about as long as another, and small enough
+# that every worker gets several (otherwise a worker whose batch is done waits for the other).
 BATCH_BYTES = 64 * 1024 * 1024
+MIN_BATCH_BYTES = 4 * 1024 * 1024
+BATCHES_PER_WORKER = 4
 BATCH_FILES = 256
 
 
-def _batches(logs: list[tuple[int, Source]]) -> list[list[tuple[int, Source]]]:
-    """Files grouped for reading: gzip'd and plain apart, up to BATCH_BYTES (uncompressed) or
-    BATCH_FILES. gzip'd batches come first: one query decompresses on one thread, so they are
-    the slowest, and the plain ones fill in around them."""
+def _batches(logs: list[tuple[int, Source]], workers: int) -> list[list[tuple[int, Source]]]:
+    """Files grouped for reading: gzip'd and plain apart, up to BATCH_BYTES (uncompressed; less
+    when the logs are small, BATCHES_PER_WORKER for each of `workers`) or BATCH_FILES. gzip'd
+    batches come first: one query decompresses on one thread, so they are the slowest, and the
+    plain ones fill in around them."""
+    sizes = {file_id: _uncompressed_size(src) for file_id, src in logs}
+    limit = sum(sizes.values()) // (workers * BATCHES_PER_WORKER)
+    limit = max(MIN_BATCH_BYTES, min(BATCH_BYTES, limit))
     batches: list[list[tuple[int, Source]]] = []
     for compressed in (True, False):
         batch: list[tuple[int, Source]] = []
@@ -410,12 +417,11 @@ def _batches(logs: list[tuple[int, Source]]) -> list[list[tuple[int, Source]]]:
         for file_id, src in logs:
             if src.compressed != compressed:
                 continue
-            est = _uncompressed_size(src)
-            if batch and (size + est > BATCH_BYTES or len(batch) >= BATCH_FILES):
+            if batch and (size + sizes[file_id] > limit or len(batch) >= BATCH_FILES):
                 batches.append(batch)
                 batch, size = [], 0
             batch.append((file_id, src))
-            size += est
+            size += sizes[file_id]
         if batch:
             batches.append(batch)
     return batches
