@@ -311,12 +311,39 @@ LOG_LINES = """CREATE OR REPLACE TABLE log_lines (
     file_id INTEGER, line INTEGER, cls log_class, entry INTEGER, ts TIMESTAMPTZ,
     level log_level, kind VARCHAR, is_start BOOLEAN, is_reinit BOOLEAN, starts INTEGER,
     instances INTEGER, h UBIGINT, text VARCHAR)"""
+# A file's lines counted by class, its time range and process starts: what `LogLoad` reports.
+LINE_COUNTS = {
+    "lines": "count(*)",
+    "entries": "count(*) FILTER (cls IN ('B', 'A', 'J'))",
+    "indented": "count(*) FILTER (cls = 'indented')",
+    "blank": "count(*) FILTER (cls = 'blank')",
+    "bad": "count(*) FILTER (cls = 'bad')",
+    "first_ts": "strftime(min(ts), '%Y-%m-%d %H:%M:%S.%g')",
+    "last_ts": "strftime(max(ts), '%Y-%m-%d %H:%M:%S.%g')",
+    "starts": "count(*) FILTER (is_start)",
+    "reinits": "count(*) FILTER (is_reinit)",
+    **{cls: f"count(*) FILTER (cls = '{cls}')" for cls in ENTRY_CLASSES},
+}
+# Each file's numbers just before its first line (`log_bases`): subtracted, they number
+# within the file.
+BASES = """min(line) - 1 AS line0,
+    min(entry - CAST(cls IN ('B', 'A', 'J') AS INTEGER)) AS entry0,
+    min(starts - CAST(is_start AS INTEGER)) AS starts0,
+    min(instances - CAST(is_start OR is_reinit AS INTEGER)) AS instances0"""
+# The format A and JSON entries' parts, parsed in Python (`_parse_other_renderings`).
+LOG_OTHER = """CREATE OR REPLACE TABLE log_other (file_id INTEGER, line INTEGER, logger VARCHAR,
+    message VARCHAR, fields VARCHAR)"""
+# Indented lines: a continuation of the entry before them, or, before a file's first entry,
+# unparsed.
+LOG_INDENTED = """CREATE OR REPLACE TEMP TABLE log_indented AS
+SELECT file_id, line, entry, text, entry > entry0 AS continued
+FROM log_lines JOIN log_bases USING (file_id)
+WHERE cls = 'indented'"""
 # The entries with their text (split into logger, message and fields), trailing block and kind.
 LOG_TEXTS = """CREATE OR REPLACE TABLE log_texts AS
 WITH blocks AS (
     SELECT file_id, entry, string_agg(text, chr(10) ORDER BY line) AS block
-    FROM log_lines JOIN log_bases USING (file_id)
-    WHERE cls = 'indented' AND entry > entry0 GROUP BY ALL
+    FROM log_indented WHERE continued GROUP BY ALL
 ),
 texts AS (
     SELECT l.file_id, l.line, l.cls, l.text, l.kind, b.block
@@ -374,21 +401,22 @@ def parse_logs(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(read, batches))
-    # Each file's numbers just before its first line: subtracted, they number within the file.
-    con.execute(
-        """CREATE OR REPLACE TABLE log_bases AS
-        SELECT file_id, min(line) - 1 AS line0,
-               min(entry - CAST(cls IN ('B', 'A', 'J') AS INTEGER)) AS entry0,
-               min(starts - CAST(is_start AS INTEGER)) AS starts0,
-               min(instances - CAST(is_start OR is_reinit AS INTEGER)) AS instances0
-        FROM log_lines GROUP BY file_id"""
-    )
-    _parse_other_renderings(con, loads)
+    # Every line of `log_lines` is scanned three times from here on (it may be on disk by now):
+    # once for each file's numbers and counts, once for the continuation lines, once for the
+    # entries that keep their text. The other renderings and the samples of unparsed lines are
+    # looked for only when the counts say there are some.
+    counts = _count_lines(con)
+    con.execute(LOG_OTHER)
+    if any(c["A"] or c["J"] for c in counts.values()):
+        recounted = _parse_other_renderings(con, loads)
+        counts.update(_count_lines(con, recounted))
+    con.execute(LOG_INDENTED)
     con.execute(LOG_TEXTS)
     con.execute("DROP TABLE log_other")
     _redact_manifests(con, loads)
     con.execute("UPDATE log_texts SET fields = slog_redact(fields), block = slog_redact(block)")
-    _account(con, loads)
+    _account(con, loads, counts)
+    con.execute("DROP TABLE log_indented")
     con.execute(LOG_EVENTS)
     return [loads[file_id] for file_id, _ in logs]
 
@@ -665,7 +693,7 @@ def _kv(fields: dict[str, Any]) -> str:
     return "  ".join(out)
 
 
-def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
+def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> list[int]:
     """Parse the format A and JSON entries, which vary too much for SQL, in Python.
 
     They keep their text in `log_lines` when read; here they get their time, level and kind,
@@ -673,10 +701,6 @@ def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, Log
     is not a log entry becomes unparsed. The process counts of the files that had any are then
     counted again.
     """
-    con.execute(
-        """CREATE OR REPLACE TABLE log_other (file_id INTEGER, line INTEGER, logger VARCHAR,
-           message VARCHAR, fields VARCHAR)"""
-    )
     rows = pl.DataFrame(
         con.execute(
             "SELECT file_id, CAST(cls AS VARCHAR), line, entry, text FROM log_lines "
@@ -692,7 +716,7 @@ def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, Log
         orient="row",
     )
     if rows.height == 0:
-        return
+        return []
     parsed = []
     for (file_id, cls), part in rows.group_by(["file_id", "cls"], maintain_order=True):
         frame = _human_v1(part) if cls == "A" else _json_lines(part)
@@ -727,6 +751,7 @@ def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, Log
     # Counted again within each file, so those files' counts need no base.
     recounted = sorted({int(f) for f in rows["file_id"].unique()})
     _recount(con, recounted)
+    return recounted
 
 
 def _recount(con: duckdb.DuckDBPyConnection, file_ids: list[int]) -> None:
@@ -785,39 +810,57 @@ def _redact_manifests(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad])
     )
 
 
-def _account(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> None:
-    """Fill each file's line accounting from `log_lines`: one aggregate, samples, versions."""
-    for row in con.execute(
-        """SELECT file_id, count(*),
-                  count(*) FILTER (cls IN ('B', 'A', 'J')),
-                  count(*) FILTER (cls = 'indented' AND entry > entry0),
-                  count(*) FILTER (cls = 'blank'),
-                  count(*) FILTER (cls = 'bad' OR (cls = 'indented' AND entry = entry0)),
-                  strftime(min(ts), '%Y-%m-%d %H:%M:%S.%g'),
-                  strftime(max(ts), '%Y-%m-%d %H:%M:%S.%g'),
-                  count(*) FILTER (is_start), count(*) FILTER (is_reinit),
-                  count(*) FILTER (cls = 'B'), count(*) FILTER (cls = 'A'),
-                  count(*) FILTER (cls = 'J')
-           FROM log_lines JOIN log_bases USING (file_id) GROUP BY file_id"""
+def _count_lines(
+    con: duckdb.DuckDBPyConnection, file_ids: list[int] | None = None
+) -> dict[int, dict[str, Any]]:
+    """Each file's LINE_COUNTS; for every file, in the same pass, `log_bases` is made too. With
+    `file_ids`, those files are counted again (after their entries were parsed in Python)."""
+    counts = ", ".join(f"{sql} AS {name}" for name, sql in LINE_COUNTS.items())
+    if file_ids is None:
+        con.execute(
+            f"CREATE OR REPLACE TABLE log_bases AS SELECT file_id, {BASES}, {counts} "
+            "FROM log_lines GROUP BY file_id"
+        )
+        rows = con.execute(f"SELECT file_id, {', '.join(LINE_COUNTS)} FROM log_bases")
+    else:
+        rows = con.execute(
+            f"SELECT file_id, {counts} FROM log_lines "
+            "WHERE file_id IN (SELECT unnest(?::INTEGER[])) GROUP BY file_id",
+            [file_ids],
+        )
+    return {row[0]: dict(zip(LINE_COUNTS, row[1:], strict=True)) for row in rows.fetchall()}
+
+
+def _account(
+    con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad], counts: dict[int, dict[str, Any]]
+) -> None:
+    """Fill each file's line accounting: its counts, its continuation lines (indented lines
+    before its first entry are unparsed), samples of unparsed lines, agent versions."""
+    orphans: dict[int, int] = {}
+    for file_id, n_orphans, merged in con.execute(
+        "SELECT file_id, count(*) FILTER (NOT continued), count(DISTINCT entry) FILTER (continued) "
+        "FROM log_indented GROUP BY file_id"
     ).fetchall():
-        load = loads[row[0]]
-        load.lines, load.entries, load.continuation, load.blank, load.unparsed = row[1:6]
-        load.first_ts, load.last_ts, load.starts, load.reinits = row[6:10]
-        load.formats = {
-            name: n for name, n in zip(ENTRY_CLASSES.values(), row[10:13], strict=True) if n
-        }
-    for file_id, merged in con.execute(
-        """SELECT file_id, count(DISTINCT entry) FROM log_lines JOIN log_bases USING (file_id)
-           WHERE cls = 'indented' AND entry > entry0 GROUP BY file_id"""
-    ).fetchall():
+        orphans[file_id] = n_orphans
         loads[file_id].merged = merged
-    for file_id, line, text in con.execute(
-        f"""SELECT file_id, line - line0, text FROM log_lines JOIN log_bases USING (file_id)
-            WHERE cls = 'bad' OR (cls = 'indented' AND entry = entry0)
-            QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY line) <= {MAX_SAMPLES}
-            ORDER BY file_id, line"""
-    ).fetchall():
-        loads[file_id].samples.append((line, re.sub(SECRET, r"\1<redacted>", (text or "")[:300])))
+    for file_id, c in counts.items():
+        load = loads[file_id]
+        load.lines, load.entries, load.blank = c["lines"], c["entries"], c["blank"]
+        load.continuation = c["indented"] - orphans.get(file_id, 0)
+        load.unparsed = c["bad"] + orphans.get(file_id, 0)
+        load.first_ts, load.last_ts = c["first_ts"], c["last_ts"]
+        load.starts, load.reinits = c["starts"], c["reinits"]
+        load.formats = {name: c[cls] for cls, name in ENTRY_CLASSES.items() if c[cls]}
+    if any(load.unparsed for load in loads.values()):
+        for file_id, line, text in con.execute(
+            f"""SELECT file_id, line - line0, text FROM log_lines JOIN log_bases USING (file_id)
+                WHERE cls = 'bad' OR (cls = 'indented' AND entry = entry0)
+                QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY line) <= {MAX_SAMPLES}
+                ORDER BY file_id, line"""
+        ).fetchall():
+            loads[file_id].samples.append(
+                (line, re.sub(SECRET, r"\1<redacted>", (text or "")[:300]))
+            )
     for file_id, fields in con.execute(
         "SELECT file_id, fields FROM log_texts WHERE kind = 'process start'"
     ).fetchall():
