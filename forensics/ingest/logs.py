@@ -291,7 +291,7 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
         FROM marked
         WINDOW upto AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )
-    SELECT f.file_id, line, cls, entry, ts, level, kind, is_start, is_reinit, starts,
+    SELECT f.file_id, line, cls, entry, ts, level, kind, starts,
            instances, h,
            CASE WHEN keyed OR cls IN ('A', 'J', 'indented') THEN text
                 WHEN cls = 'bad' THEN left(text, 300) END AS text
@@ -301,7 +301,8 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
 
 # Every line read, numbered through its batch (`log_bases` holds each file's offsets). Only
 # the few lines that need it keep their text: entries that may have a kind (`keyed`), the other
-# renderings, continuation lines and unparsed lines (the first 300 characters).
+# renderings, continuation lines and unparsed lines (the first 300 characters). Whether a line
+# starts a process or an agent is read from its kind (`slog_starts`, `slog_reinits`).
 LOG_TYPES = (
     "CREATE TYPE log_class AS ENUM ('B', 'A', 'J', 'blank', 'indented', 'bad')",
     "CREATE TYPE log_level AS ENUM "
@@ -309,8 +310,7 @@ LOG_TYPES = (
 )
 LOG_LINES = """CREATE OR REPLACE TABLE log_lines (
     file_id INTEGER, line INTEGER, cls log_class, entry INTEGER, ts TIMESTAMPTZ,
-    level log_level, kind VARCHAR, is_start BOOLEAN, is_reinit BOOLEAN, starts INTEGER,
-    instances INTEGER, h UBIGINT, text VARCHAR)"""
+    level log_level, kind VARCHAR, starts INTEGER, instances INTEGER, h UBIGINT, text VARCHAR)"""
 # A file's lines counted by class, its time range and process starts: what `LogLoad` reports.
 LINE_COUNTS = {
     "lines": "count(*)",
@@ -320,16 +320,16 @@ LINE_COUNTS = {
     "bad": "count(*) FILTER (cls = 'bad')",
     "first_ts": "strftime(min(ts), '%Y-%m-%d %H:%M:%S.%g')",
     "last_ts": "strftime(max(ts), '%Y-%m-%d %H:%M:%S.%g')",
-    "starts": "count(*) FILTER (is_start)",
-    "reinits": "count(*) FILTER (is_reinit)",
+    "starts": "count(*) FILTER (slog_starts(kind))",
+    "reinits": "count(*) FILTER (slog_reinits(kind))",
     **{cls: f"count(*) FILTER (cls = '{cls}')" for cls in ENTRY_CLASSES},
 }
 # Each file's numbers just before its first line (`log_bases`): subtracted, they number
 # within the file.
 BASES = """min(line) - 1 AS line0,
     min(entry - CAST(cls IN ('B', 'A', 'J') AS INTEGER)) AS entry0,
-    min(starts - CAST(is_start AS INTEGER)) AS starts0,
-    min(instances - CAST(is_start OR is_reinit AS INTEGER)) AS instances0"""
+    min(starts - CAST(slog_starts(kind) AS INTEGER)) AS starts0,
+    min(instances - CAST(slog_starts(kind) OR slog_reinits(kind) AS INTEGER)) AS instances0"""
 # The format A and JSON entries' parts, parsed in Python (`_parse_other_renderings`).
 LOG_OTHER = """CREATE OR REPLACE TABLE log_other (file_id INTEGER, line INTEGER, logger VARCHAR,
     message VARCHAR, fields VARCHAR)"""
@@ -365,7 +365,8 @@ FROM split s LEFT JOIN log_other o USING (file_id, line)"""
 # Entries as the model reads them: numbered within their file, with their text when kept.
 LOG_EVENTS = """CREATE OR REPLACE VIEW log_events AS
 SELECT l.file_id, l.line - b.line0 AS line, l.ts, CAST(l.level AS VARCHAR) AS level,
-       t.logger, t.message, t.fields, t.block, l.is_start, l.is_reinit,
+       t.logger, t.message, t.fields, t.block, slog_starts(l.kind) AS is_start,
+       slog_reinits(l.kind) AS is_reinit,
        l.starts - b.starts0 AS starts, l.instances - b.instances0 AS instances,
        coalesce(t.kind, l.kind) AS kind, hash(l.h, t.block) AS h
 FROM log_lines l
@@ -737,8 +738,6 @@ def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, Log
                text = CASE WHEN e.ts IS NULL THEN left(log_lines.text, 300) END,
                ts = e.ts, level = CASE WHEN e.ts IS NOT NULL THEN e.level END,
                kind = CASE WHEN e.ts IS NOT NULL THEN slog_kind(e.message, e.fields) END,
-               is_start = e.ts IS NOT NULL AND slog_starts(slog_kind(e.message, e.fields)),
-               is_reinit = e.ts IS NOT NULL AND slog_reinits(slog_kind(e.message, e.fields)),
                h = CASE WHEN e.ts IS NOT NULL
                         THEN hash(e.ts, e.level, e.logger, e.message, e.fields) END
            FROM __other e
@@ -760,8 +759,8 @@ def _recount(con: duckdb.DuckDBPyConnection, file_ids: list[int]) -> None:
     con.execute(
         """UPDATE log_lines SET starts = w.starts, instances = w.instances FROM (
                SELECT file_id, line,
-                      sum(CAST(coalesce(is_start, false) AS INTEGER)) OVER f AS starts,
-                      sum(CAST(coalesce(is_start OR is_reinit, false) AS INTEGER)) OVER f
+                      sum(CAST(slog_starts(kind) AS INTEGER)) OVER f AS starts,
+                      sum(CAST(slog_starts(kind) OR slog_reinits(kind) AS INTEGER)) OVER f
                           AS instances
                FROM log_lines WHERE file_id IN (SELECT unnest(?::INTEGER[]))
                WINDOW f AS (PARTITION BY file_id ORDER BY line)
