@@ -817,17 +817,23 @@ def _count_lines(
     counts = ", ".join(f"{sql} AS {name}" for name, sql in LINE_COUNTS.items())
     if file_ids is None:
         con.execute(
-            f"CREATE OR REPLACE TABLE log_bases AS SELECT file_id, {BASES}, {counts} "
+            f"CREATE OR REPLACE TEMP TABLE file_counts AS SELECT file_id, {BASES}, {counts} "
             "FROM log_lines GROUP BY file_id"
         )
-        rows = con.execute(f"SELECT file_id, {', '.join(LINE_COUNTS)} FROM log_bases")
+        con.execute(
+            "CREATE OR REPLACE TABLE log_bases AS "
+            "SELECT file_id, line0, entry0, starts0, instances0 FROM file_counts"
+        )
+        rows = con.execute(f"SELECT file_id, {', '.join(LINE_COUNTS)} FROM file_counts")
     else:
         rows = con.execute(
             f"SELECT file_id, {counts} FROM log_lines "
             "WHERE file_id IN (SELECT unnest(?::INTEGER[])) GROUP BY file_id",
             [file_ids],
         )
-    return {row[0]: dict(zip(LINE_COUNTS, row[1:], strict=True)) for row in rows.fetchall()}
+    found = {row[0]: dict(zip(LINE_COUNTS, row[1:], strict=True)) for row in rows.fetchall()}
+    con.execute("DROP TABLE IF EXISTS file_counts")
+    return found
 
 
 def _account(
