@@ -451,6 +451,9 @@ def measure(m: Measured, workdir: Path, pg: Postgres | None, breakdown: bool = F
     saved.write_text(json.dumps(asdict(m), indent=1, default=str), encoding="utf-8")
 
 
+STAGE_HEADER = ["stage", "wall s", "CPU s", "throughput", "peak RSS MiB"]
+
+
 def stage_rows(m: Measured) -> list[list[str]]:
     """Per stage: name, seconds, CPU seconds (all threads), throughput, peak RSS (MiB as the
     engine records it)."""
@@ -478,8 +481,8 @@ def stage_rows(m: Measured) -> list[list[str]]:
             what = f"{st.get('workspaces', 0)} workspaces"
         else:
             what = ""
-        cpu = f"{st['cpu_seconds']:.2f}" if "cpu_seconds" in st else ""
-        rows.append([name, f"{s:.2f}", cpu, what, f"{st['peak_rss_mib']:,.0f}"])
+        cpu, rss = f"{st['cpu_seconds']:.2f}", f"{st['peak_rss_mib']:,.0f}"
+        rows.append([name, f"{s:.2f}", cpu, what, rss])
         if name == "model":  # with --model-breakdown
             rows += [
                 [f"  {label}", f"{t:.2f}", "", "", ""]
@@ -788,13 +791,7 @@ def print_results(results: list[Measured], targets: list[Target]) -> None:
             print(f"forensics analyze failed: {m.run['error']} (its traceback is above)")
             continue
         print(f"dump {m.dump}: {dump_line(m)}")
-        print(
-            _table(
-                ["stage", "wall s", "CPU s", "throughput", "peak RSS MiB"],
-                stage_rows(m),
-                frozenset({1, 2, 4}),
-            )
-        )
+        print(_table(STAGE_HEADER, stage_rows(m), frozenset({1, 2, 4})))
         print()
         print(
             _table(
@@ -886,8 +883,7 @@ def markdown(
         if not _ok(m.run):
             parts += [f"forensics analyze failed: {m.run['error']}"]
             continue
-        header = ["stage", "wall s", "CPU s", "throughput", "peak RSS MiB"]
-        parts += [_md(header, stage_rows(m)), ""]
+        parts += [_md(STAGE_HEADER, stage_rows(m)), ""]
         parts += [_md(["floor / alternative (same files)", "s", "comparison"], floor_rows(m))]
     parts += ["", MARK_END]
     return "\n".join(parts) + "\n"

@@ -6,11 +6,11 @@ Three renderings are read, line by line, so a file that spans an agent upgrade i
 - the JSON sink (slogjson): `{"ts": ..., "level": ..., "msg": ..., "fields": {...}}`.
 Fields of formats A and JSON are rendered as format B writes them, so one model reads all three.
 
-DuckDB reads each file's lines and classifies them in one streaming query per file, which also
-splits format B entries into their parts; the few entries of the other two renderings are
-parsed in Python. Every line is one of: an entry (starts with a timestamp and a level), a
-continuation of the entry above (the trailing field block slog writes for multi-line values),
-blank, or unparsed.
+DuckDB reads the files' lines and classifies them in one streaming query per batch of files,
+which also splits the format B entries that may matter into their parts; the few entries of the
+other two renderings are parsed in Python. Every line is one of: an entry (starts with a
+timestamp and a level), a continuation of the entry above (the trailing field block slog writes
+for multi-line values), blank, or unparsed.
 """
 
 from __future__ import annotations
@@ -185,6 +185,7 @@ HUMAN_REST = r"^(?:([A-Za-z0-9_.\-]+): )?(.*?)(?:  ([A-Za-z0-9_.\-]+=.*))?$"
 KEYED = r"^(?:[A-Za-z0-9_.\-]+: )?(?:" + "|".join(KINDS) + r")(?:  | \.\.\.$|$)"
 # Line classes in `log_lines.cls`: entries by rendering, and the rest.
 ENTRY_CLASSES = {"B": HUMAN, "A": HUMAN_V1, "J": JSON}
+IS_ENTRY = f"cls IN ({', '.join(sql_text(c) for c in ENTRY_CLASSES)})"
 
 
 def _macros() -> str:
@@ -285,7 +286,7 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
     ),
     counted AS (
         SELECT *,
-            sum(CAST(cls IN ('B', 'A', 'J') AS INTEGER)) OVER upto AS entry,
+            sum(CAST({IS_ENTRY} AS INTEGER)) OVER upto AS entry,
             sum(CAST(is_start AS INTEGER)) OVER upto AS starts,
             sum(CAST(is_start OR is_reinit AS INTEGER)) OVER upto AS instances
         FROM marked
@@ -314,7 +315,6 @@ LOG_LINES = """CREATE OR REPLACE TABLE log_lines (
 # A file's lines counted by class, its time range and process starts: what `LogLoad` reports.
 LINE_COUNTS = {
     "lines": "count(*)",
-    "entries": "count(*) FILTER (cls IN ('B', 'A', 'J'))",
     "indented": "count(*) FILTER (cls = 'indented')",
     "blank": "count(*) FILTER (cls = 'blank')",
     "bad": "count(*) FILTER (cls = 'bad')",
@@ -326,8 +326,8 @@ LINE_COUNTS = {
 }
 # Each file's numbers just before its first line (`log_bases`): subtracted, they number
 # within the file.
-BASES = """min(line) - 1 AS line0,
-    min(entry - CAST(cls IN ('B', 'A', 'J') AS INTEGER)) AS entry0,
+BASES = f"""min(line) - 1 AS line0,
+    min(entry - CAST({IS_ENTRY} AS INTEGER)) AS entry0,
     min(starts - CAST(slog_starts(kind) AS INTEGER)) AS starts0,
     min(instances - CAST(slog_starts(kind) OR slog_reinits(kind) AS INTEGER)) AS instances0"""
 # The format A and JSON entries' parts, parsed in Python (`_parse_other_renderings`).
@@ -363,7 +363,7 @@ SELECT s.file_id, s.line,
                              THEN 'connection error' END) AS kind
 FROM split s LEFT JOIN log_other o USING (file_id, line)"""
 # Entries as the model reads them: numbered within their file, with their text when kept.
-LOG_EVENTS = """CREATE OR REPLACE VIEW log_events AS
+LOG_EVENTS = f"""CREATE OR REPLACE VIEW log_events AS
 SELECT l.file_id, l.line - b.line0 AS line, l.ts, CAST(l.level AS VARCHAR) AS level,
        t.logger, t.message, t.fields, t.block, slog_starts(l.kind) AS is_start,
        slog_reinits(l.kind) AS is_reinit,
@@ -372,7 +372,7 @@ SELECT l.file_id, l.line - b.line0 AS line, l.ts, CAST(l.level AS VARCHAR) AS le
 FROM log_lines l
 JOIN log_bases b ON b.file_id = l.file_id
 LEFT JOIN log_texts t ON t.file_id = l.file_id AND t.line = l.line
-WHERE l.cls IN ('B', 'A', 'J')"""
+WHERE l.{IS_ENTRY}"""
 
 
 def parse_logs(
@@ -390,8 +390,9 @@ def parse_logs(
             con.execute(statement)
     con.execute(LOG_LINES)
     loads = {file_id: LogLoad(path=src.display, stream=stream_of(src)) for file_id, src in logs}
-    batches = _batches(logs, os.cpu_count() or 1)
-    workers = max(1, min(len(batches), os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    batches = _batches(logs, cores)
+    workers = max(1, min(len(batches), cores))
 
     def read(batch: list[tuple[int, Source]]) -> None:
         cur = cursor(con)
@@ -409,7 +410,7 @@ def parse_logs(
     counts = _count_lines(con)
     con.execute(LOG_OTHER)
     if any(c["A"] or c["J"] for c in counts.values()):
-        recounted = _parse_other_renderings(con, loads)
+        recounted = _parse_other_renderings(con)
         counts.update(_count_lines(con, recounted))
     con.execute(LOG_INDENTED)
     con.execute(LOG_TEXTS)
@@ -593,15 +594,15 @@ def _blocks(path: Path, compressed: bool, load: LogLoad) -> Iterator[bytes]:
             load.problem = "stopped reading: gzip stream ends early (file truncated?)"
 
 
+# What `_human_v1` and `_json_lines` give for each line (`ts` null for a line that is not an
+# entry after all).
 ENTRY_COLUMNS = {
     "line": pl.Int64,
-    "entry": pl.Int64,
     "ts": pl.String,
     "level": pl.String,
     "logger": pl.String,
     "message": pl.String,
     "fields": pl.String,
-    "format": pl.String,
 }
 
 
@@ -612,10 +613,8 @@ def _human_v1(df: pl.DataFrame) -> pl.DataFrame:
     Copies pasted from a browser have spaces for tabs; both are read. The logger names, the
     function and the JSON fields are each optional.
     """
-    if df.height == 0:
-        return _empty_entries()
     rows = []
-    for line, entry, text in df.select("line", "entry", "text").iter_rows():
+    for line, text in df.select("line", "text").iter_rows():
         m = ENTRY_V1_RE.match(text)
         assert m is not None  # the same pattern selected the line
         ts, lvl, rest = m.groups()
@@ -636,8 +635,8 @@ def _human_v1(df: pl.DataFrame) -> pl.DataFrame:
         if message.startswith('"') and message.endswith('"') and len(message) > 1:
             with contextlib.suppress(ValueError, IndexError):
                 message = go_unquote(message)
-        rows.append((line, entry, ts, LEVELS_V1.get(lvl, "unknown"), logger, message, fields))
-    return pl.DataFrame([(*r, HUMAN_V1) for r in rows], schema=ENTRY_COLUMNS, orient="row")
+        rows.append((line, ts, LEVELS_V1.get(lvl, "unknown"), logger, message, fields))
+    return pl.DataFrame(rows, schema=ENTRY_COLUMNS, orient="row")
 
 
 def _json_lines(df: pl.DataFrame) -> pl.DataFrame:
@@ -645,10 +644,8 @@ def _json_lines(df: pl.DataFrame) -> pl.DataFrame:
 
     A line that is not such an object keeps a null `ts` and is counted as unparsed.
     """
-    if df.height == 0:
-        return _empty_entries()
     rows = []
-    for line, entry, text in df.select("line", "entry", "text").iter_rows():
+    for line, text in df.select("line", "text").iter_rows():
         ts = level = logger = message = None
         fields = ""
         try:
@@ -665,12 +662,8 @@ def _json_lines(df: pl.DataFrame) -> pl.DataFrame:
                 fields = _kv(obj["fields"])
         except (ValueError, KeyError, TypeError, AttributeError):
             ts = None
-        rows.append((line, entry, ts, level, logger, message, fields, JSON))
+        rows.append((line, ts, level, logger, message, fields))
     return pl.DataFrame(rows, schema=ENTRY_COLUMNS, orient="row")
-
-
-def _empty_entries() -> pl.DataFrame:
-    return pl.DataFrame(schema=ENTRY_COLUMNS)
 
 
 def _json_to_kv(text: str) -> str:
@@ -694,26 +687,20 @@ def _kv(fields: dict[str, Any]) -> str:
     return "  ".join(out)
 
 
-def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, LogLoad]) -> list[int]:
+def _parse_other_renderings(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Parse the format A and JSON entries, which vary too much for SQL, in Python.
 
     They keep their text in `log_lines` when read; here they get their time, level and kind,
     and their logger, message and fields go to `log_other` (for `log_texts`). A JSON line that
     is not a log entry becomes unparsed. The process counts of the files that had any are then
-    counted again.
+    counted again; returns those files.
     """
     rows = pl.DataFrame(
         con.execute(
-            "SELECT file_id, CAST(cls AS VARCHAR), line, entry, text FROM log_lines "
+            "SELECT file_id, CAST(cls AS VARCHAR), line, text FROM log_lines "
             "WHERE cls IN ('A', 'J') ORDER BY file_id, line"
         ).fetchall(),
-        schema={
-            "file_id": pl.Int32,
-            "cls": pl.String,
-            "line": pl.Int64,
-            "entry": pl.Int64,
-            "text": pl.String,
-        },
+        schema={"file_id": pl.Int32, "cls": pl.String, "line": pl.Int64, "text": pl.String},
         orient="row",
     )
     if rows.height == 0:
@@ -723,14 +710,13 @@ def _parse_other_renderings(con: duckdb.DuckDBPyConnection, loads: dict[int, Log
         frame = _human_v1(part) if cls == "A" else _json_lines(part)
         parsed.append(frame.with_columns(file_id=pl.lit(file_id, dtype=pl.Int32)))
     entries = pl.concat(parsed)
-    columns = {c: entries[c].to_list() for c in ("file_id", "line", *ENTRY_COLUMNS)}
     con.execute(
         """CREATE OR REPLACE TEMP TABLE __other AS
            SELECT unnest($file_id::INTEGER[]) AS file_id, unnest($line::INTEGER[]) AS line,
                   CAST(unnest($ts::VARCHAR[]) AS TIMESTAMPTZ) AS ts,
                   unnest($level::VARCHAR[]) AS level, unnest($logger::VARCHAR[]) AS logger,
                   unnest($message::VARCHAR[]) AS message, unnest($fields::VARCHAR[]) AS fields""",
-        {c: columns[c] for c in ("file_id", "line", "ts", "level", "logger", "message", "fields")},
+        {c: entries[c].to_list() for c in ("file_id", *ENTRY_COLUMNS)},
     )
     con.execute(
         """UPDATE log_lines SET
@@ -850,7 +836,8 @@ def _account(
         loads[file_id].merged = merged
     for file_id, c in counts.items():
         load = loads[file_id]
-        load.lines, load.entries, load.blank = c["lines"], c["entries"], c["blank"]
+        load.lines, load.blank = c["lines"], c["blank"]
+        load.entries = sum(c[cls] for cls in ENTRY_CLASSES)
         load.continuation = c["indented"] - orphans.get(file_id, 0)
         load.unparsed = c["bad"] + orphans.get(file_id, 0)
         load.first_ts, load.last_ts = c["first_ts"], c["last_ts"]

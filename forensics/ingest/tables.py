@@ -202,9 +202,8 @@ def _unreadable(kind: str, expr: str, cast: str, source_type: str) -> str:
     """SQL that is true when a present value could not be cast.
 
     The cast is tested first: it is NULL for few rows, so the other tests run on those only.
+    (Text and JSON are not cast: they always read.)
     """
-    if kind in ("text", "json"):
-        return "false"
     zero = ""
     if kind == "ts":
         zero = (
@@ -233,10 +232,11 @@ def _insert(
     load = TableLoad(table=table.name, path=src.display, format=src.format or "")
     by_name = {c.lower(): c for c in source_cols}
     renamed = {canon: legacy for legacy, canon in table.renamed.items() if legacy in by_name}
-    # `select` casts the values; `checks` says what is wrong with a row, for the samples, and
-    # `flags` is the same tests as booleans, for the load (DuckDB computes a cast that `select`
-    # and `flags` share once).
-    select, checks, flags = [], [], []
+    # `select` casts the values; `tests` holds what can be wrong with a row: a condition (for
+    # the load, which marks the row) and what to say (for the samples). DuckDB computes a cast
+    # that `select` and a condition share once.
+    select: list[str] = []
+    tests: list[tuple[str, str]] = []
     for col, kind in table.columns.items():
         src_col = by_name.get(col) or by_name.get(renamed.get(col, ""))
         if src_col is None:
@@ -246,15 +246,15 @@ def _insert(
         expr, source_type = f'"{src_col}"', source_cols[src_col]
         cast = _cast(kind, expr, source_type)
         select.append(f'{cast} AS "{col}"')
-        checks.append(
-            f"CASE WHEN {_unreadable(kind, expr, cast, source_type)} THEN "
-            f"'{col}: cannot read ' || left(CAST({expr} AS VARCHAR), 60) || ' as {kind}' END"
-        )
-        if kind not in ("text", "json"):
-            flags.append(_unreadable(kind, expr, cast, source_type))
+        if kind not in ("text", "json"):  # text always reads
+            tests.append(
+                (
+                    _unreadable(kind, expr, cast, source_type),
+                    f"'{col}: cannot read ' || left(CAST({expr} AS VARCHAR), 60) || ' as {kind}'",
+                )
+            )
         if col in table.required:
-            checks.append(f"CASE WHEN {expr} IS NULL THEN '{col}: required value is empty' END")
-            flags.append(f"{expr} IS NULL")
+            tests.append((f"{expr} IS NULL", f"'{col}: required value is empty'"))
     for col in table.hashed:
         if col in by_name:
             # Keyed hash: equal tokens compare equal within one run; the key is never written.
@@ -270,8 +270,7 @@ def _insert(
             select.append(f'NULL::VARCHAR AS "{col}_hash"')
     for col in table.required:
         if col in load.missing_columns:
-            checks.append(f"'{col}: column missing from the export'")
-            flags.append("true")
+            tests.append(("true", f"'{col}: column missing from the export'"))
     known = set(table.columns) | set(table.renamed) | {f"{h}_hash" for h in table.hashed}
     for c in source_cols:
         if c.lower() in table.secret or c.lower() in table.hashed:
@@ -294,7 +293,7 @@ def _insert(
             con,
             f"""INSERT INTO "{table.name}" ({cols}, __source, __line)
             SELECT {", ".join(select)}, '{source}',
-                   CASE WHEN {" OR ".join(flags) or "false"} THEN -1
+                   CASE WHEN {" OR ".join(c for c, _ in tests) or "false"} THEN -1
                         ELSE {"__line" if numbered else "NULL::BIGINT"} END
             FROM {stage}""",
         )
@@ -305,7 +304,8 @@ def _insert(
         con.execute(f'DELETE FROM "{table.name}" WHERE __line = -1')
     load.rows_loaded = inserted - bad
     structural = _structural_rejects(con, src, n)
-    reason = f"concat_ws('; ', {', '.join(checks)})" if checks else "''"
+    checks = ", ".join(f"CASE WHEN {c} THEN {say} END" for c, say in tests)
+    reason = f"concat_ws('; ', {checks})" if tests else "''"
     samples: list[tuple[Any, ...]] = []
     if bad:
         row = "__line" if numbered else "__row"

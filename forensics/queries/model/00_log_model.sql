@@ -43,6 +43,7 @@ WITH positioned AS (
            e.is_reinit, p.starts_before + e.starts AS process_no,
            p.instances_before + e.instances AS instance_no
     FROM log_events e JOIN log_positions p USING (file_id)
+    -- (the kind test follows from the next one; it skips most entries before their text is read)
     WHERE e.kind IN ('manifest', 'process start', 'reinitialization')
       AND (e.message = 'fetched manifest' OR e.is_start OR e.is_reinit)
 ),
