@@ -1,9 +1,11 @@
 """Rule files: one SQL query per file, `<group>/<id>.sql`, with a `-- key: value` header.
 
-Header keys: id, title, severity, requires, params, description, explain, remedy, links (a
-value continues on following `--   ` lines). A rule's cases live beside it in
-`<id>.cases.toml`. Built-in rules ship under `forensics/queries/rules/`; `--rules DIR` adds
-more, found recursively.
+Header keys: id, title, severity, requires, reads, params, description, explain, remedy, links
+(a value continues on following `--   ` lines). `requires` names the canonical columns a rule
+cannot run without (it is skipped when an export lacks them); `reads` the ones it uses when they
+are there. A run loads only the columns that the model and its rules name (`columns_read`).
+A rule's cases live beside it in `<id>.cases.toml`. Built-in rules ship under
+`forensics/queries/rules/`; `--rules DIR` adds more, found recursively.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Rule:
     sql: str
     path: str  # as shown to users: "lifecycle/<id>.sql" for built-ins, the file path otherwise
     requires: list[tuple[str, list[str]]] = field(default_factory=list)  # (table, columns)
+    reads: list[tuple[str, list[str]]] = field(default_factory=list)  # used when exported
     needs_logs: bool = False
     params: dict[str, str] = field(default_factory=dict)
     explain: str = ""
@@ -44,6 +47,14 @@ class Rule:
             return None
         path = self.file.with_name(f"{self.id}.cases.toml")
         return path if path.exists() else None
+
+
+def table_columns(value: str) -> list[tuple[str, list[str]]]:
+    """`table(col, col), table(col)` (a `requires` or `reads` header value) as (table, columns)."""
+    return [
+        (m.group(1), [c.strip() for c in m.group(2).split(",") if c.strip()])
+        for m in re.finditer(r"([a-z_]+)\(([^)]*)\)", value)
+    ]
 
 
 def parse_rule(text: str, path: str, file: Path | None = None) -> Rule:
@@ -71,10 +82,6 @@ def parse_rule(text: str, path: str, file: Path | None = None) -> Rule:
             if not sep:
                 raise UsageError(f"{path}: params must read name=default, not {item.strip()!r}")
             params[name.strip()] = value.strip()
-    requires = [
-        (m.group(1), [c.strip() for c in m.group(2).split(",") if c.strip()])
-        for m in re.finditer(r"([a-z_]+)\(([^)]*)\)", meta.get("requires", ""))
-    ]
     return Rule(
         id=meta["id"],
         title=meta["title"],
@@ -82,7 +89,8 @@ def parse_rule(text: str, path: str, file: Path | None = None) -> Rule:
         description=meta["description"],
         sql=text,
         path=path,
-        requires=requires,
+        requires=table_columns(meta.get("requires", "")),
+        reads=table_columns(meta.get("reads", "")),
         needs_logs="agent logs" in meta.get("requires", ""),
         params=params,
         explain=meta.get("explain", ""),
@@ -154,6 +162,21 @@ def model_sql() -> list[tuple[str, str]]:
     root = resources.files("forensics") / "queries" / "model"
     files = sorted((f for f in root.iterdir() if f.name.endswith(".sql")), key=lambda p: p.name)
     return [(f.name, f.read_text(encoding="utf-8")) for f in files]
+
+
+def model_reads() -> list[tuple[str, list[str]]]:
+    """The canonical columns the model reads: the `-- reads:` lines of its SQL files."""
+    found = []
+    for _name, text in model_sql():
+        for line in text.splitlines():
+            if line.startswith("-- reads:"):
+                found += table_columns(line.removeprefix("-- reads:"))
+    return found
+
+
+def columns_read(rules: list[Rule]) -> list[tuple[str, list[str]]]:
+    """Every canonical column a run with these rules reads: the model's and the rules'."""
+    return [*model_reads(), *(tc for r in rules for tc in (*r.requires, *r.reads))]
 
 
 def _read(file: Path, shown: str) -> Rule:

@@ -132,6 +132,52 @@ def test_a_broken_rule_is_reported_and_the_others_still_run(cli, tmp_path, rules
     assert "note: rule broken broken:" in r.stderr
 
 
+ARCH_RULE = """\
+-- id: my-arch
+-- title: Agent rows by architecture
+-- severity: low
+-- requires: workspace_agents(lifecycle_state)
+{reads}-- description: Every agent row, with the architecture its agent reported.
+SELECT ab.agent_id, ab.workspace_id, ab.workspace_name, ab.build_number, ab.agent_created_at AS ts,
+       'arch ' || a.architecture AS summary
+FROM agent_builds ab JOIN workspace_agents a ON a.id = ab.agent_id ORDER BY ab.agent_id;
+"""
+
+
+def test_a_rule_gets_the_columns_its_header_names(cli, tmp_path, rules_dir):
+    # Nothing built in reads `architecture`, so it is loaded only for a rule that names it.
+    (rules_dir / "my-arch.sql").write_text(ARCH_RULE.format(reads=""))
+    out = tmp_path / "out"
+    r = cli("analyze", SAMPLE, "--out", out, "--rules", rules_dir, "--select", "my-arch")
+    assert r.exit_code == ExitCode.INTERNAL
+    [run] = findings(out)["coverage"]["rules"]
+    assert run["status"] == "broken"
+    assert "add workspace_agents(architecture) to the rule's `-- reads:` header" in run["reason"]
+    [agents] = [t for t in findings(out)["coverage"]["tables"] if t["table"] == "workspace_agents"]
+    assert "architecture" in agents["ignored_columns"]
+
+    (rules_dir / "my-arch.sql").write_text(
+        ARCH_RULE.format(reads="-- reads: workspace_agents(architecture)\n")
+    )
+    r = cli(
+        "analyze",
+        SAMPLE,
+        "--out",
+        out,
+        "--rules",
+        rules_dir,
+        "--select",
+        "my-arch",
+        "--fail-on",
+        "low",
+    )
+    assert r.exit_code == ExitCode.FINDINGS, r.stderr
+    doc = findings(out)
+    assert {f["summary"] for f in doc["findings"]} == {"arch amd64"}
+    [agents] = [t for t in doc["coverage"]["tables"] if t["table"] == "workspace_agents"]
+    assert "architecture" not in agents["ignored_columns"]
+
+
 def test_duplicate_rule_id_is_refused(cli, tmp_path, rules_dir):
     (rules_dir / "dup.sql").write_text(MY_RULE.replace("my-never-ready", "survived-build-boundary"))
     r = cli("rules", "list", "--rules", rules_dir)

@@ -261,7 +261,7 @@ def test_malformed_rows_and_lines_are_reported_not_fatal(cli, tmp_path, sample_r
         tv = list(csv.reader(f))
     assert len(tv) < len(versions.read_text().splitlines())  # multi-line records
     tv_bad = list(tv[1])
-    tv_bad[0], tv_bad[3] = "0badc0de-0000-4000-8000-000000000003", "31/02/2026 25:00"
+    tv_bad[0], tv_bad[7] = "0badc0de-0000-4000-8000-000000000003", "job 31/02/2026"  # job_id
     tv_bad_line = _append(versions, _csv_line(tv_bad))
     log = dump / "logs" / "ml-train-vm" / "coder-agent.log"
     garbage = "<<< this is not a slog line >>>"

@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from forensics.db import connect
+from forensics.ingest.schema import loaded_columns
 from forensics.ingest.tables import create_tables, load_table
 from tests.conftest import source
 
@@ -96,6 +98,29 @@ def test_bad_rows_are_rejected_with_their_physical_line(con, tmp_path):
         (6, "missing columns"),
     ]
     assert "not a time" in ld.samples[0].reason
+
+
+def test_only_the_columns_a_run_reads_are_loaded_and_checked(con, tmp_path):
+    # `display_apps` of the second row does not read; a run that reads no such column loads
+    # the row, and says the column was ignored.
+    path = tmp_path / "workspace_agents.csv"
+    path.write_text(AGENTS_CSV.replace("created,,,{},{},", "created,,,{},{oops,"))
+    create_tables(con, loaded_columns([("workspace_agents", ["lifecycle_state"])]))
+    ld = load_table(con, source(path), "testkey", 0)
+    assert (ld.rows_read, ld.rows_loaded, ld.rejected) == (2, 2, 0)
+    assert {"display_apps", "architecture", "version"} <= set(ld.ignored_columns)
+    assert sorted(ld.secret_columns) == sorted(
+        ["auth_token", "environment_variables", "instance_metadata", "resource_metadata"]
+    )
+    # the columns that make a row (required, key) come with the ones read
+    names = [d[0] for d in con.execute("SELECT * FROM workspace_agents").description]
+    assert names == ["id", "created_at", "resource_id", "lifecycle_state", "__source", "__line"]
+    # a run that reads every column rejects the row
+    with connect() as every:
+        create_tables(every)
+        ld = load_table(every, source(path), "testkey", 0)
+    assert (ld.rows_read, ld.rows_loaded, ld.rejected) == (2, 1, 1)
+    assert ld.samples[0].reason.startswith("display_apps: cannot read {oops as array")
 
 
 def test_go_zero_time_sentinel_becomes_null_not_a_reject(con, tmp_path):

@@ -1,7 +1,8 @@
 """The canonical tables: which Coder columns are read, with which types, and which never are.
 
-Only the columns listed here are loaded. Everything else in an export is ignored and
-recorded as ignored; secret columns are listed separately so the coverage section can say
+Only the columns listed here can be loaded (and `forensics collect` exports these), and of
+them a run loads those that its model and rules read (`loaded_columns`). Everything else in an
+export is ignored and recorded as ignored; secret columns are listed separately so the coverage section can say
 they were deliberately not read. `auth_token` is the one secret that rules need to compare,
 so it is loaded only as a keyed hash (`auth_token_hash`) whose key lives for one run.
 """
@@ -208,3 +209,22 @@ def export_command(table: str) -> str:
         f'psql "$CODER_PG_URL" -c "\\copy (SELECT * FROM {table}) TO \'{table}.csv\' '
         'WITH (FORMAT csv, HEADER)"'
     )
+
+
+def loaded_columns(reads: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """The columns of each canonical table that a run loads: those read by the model and the
+    rules (`reads`), plus the ones that identify a row and that a row cannot be without.
+
+    A hashed secret is loaded when its `<name>_hash` is read. Names that are not canonical
+    columns are left out (a rule may name one it computes itself). Canonical order is kept.
+    """
+    wanted: dict[str, set[str]] = {name: set() for name in TABLES}
+    for table, cols in reads:
+        if table in wanted:
+            wanted[table].update(cols)
+    out = {}
+    for name, table in TABLES.items():
+        keep = wanted[name] | set(table.required) | set(table.key)
+        out[name] = [c for c in table.columns if c in keep]
+        out[name] += [f"{h}_hash" for h in table.hashed if f"{h}_hash" in keep]
+    return out

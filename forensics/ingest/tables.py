@@ -76,14 +76,35 @@ class TableLoad:
     secret_columns: list[str] = field(default_factory=list)
 
 
-def create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every canonical table, empty, plus the macros the loaders use."""
+def create_tables(
+    con: duckdb.DuckDBPyConnection, columns: dict[str, list[str]] | None = None
+) -> None:
+    """Create every canonical table, empty, plus the macros the loaders use.
+
+    `columns` (`schema.loaded_columns`) chooses which of each table's columns are loaded; the
+    files are then read for those only (all of them when not given).
+    """
     con.execute(MACROS)
     for table in TABLES.values():
-        cols = [f'"{c}" {DUCKDB_TYPES[k]}' for c, k in table.columns.items()]
-        cols += [f'"{c}_hash" VARCHAR' for c in table.hashed]
+        chosen = columns[table.name] if columns is not None else list(table.columns)
+        cols = [f'"{c}" {DUCKDB_TYPES[k]}' for c, k in table.columns.items() if c in chosen]
+        cols += [
+            f'"{h}_hash" VARCHAR' for h in table.hashed if columns is None or f"{h}_hash" in chosen
+        ]
         cols += ["__source VARCHAR", "__line BIGINT"]
         con.execute(f'CREATE TABLE "{table.name}" ({", ".join(cols)})')
+
+
+def created_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The columns a canonical table was created with (without `__source` and `__line`)."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' "
+            "AND table_name = ? AND NOT starts_with(column_name, '__') ORDER BY column_index",
+            [table],
+        ).fetchall()
+    ]
 
 
 def load_table(con: duckdb.DuckDBPyConnection, src: Source, hash_key: str, n: int) -> TableLoad:
@@ -237,7 +258,10 @@ def _insert(
     # that `select` and a condition share once.
     select: list[str] = []
     tests: list[tuple[str, str]] = []
+    loaded = set(created_columns(con, table.name))
     for col, kind in table.columns.items():
+        if col not in loaded:
+            continue
         src_col = by_name.get(col) or by_name.get(renamed.get(col, ""))
         if src_col is None:
             load.missing_columns.append(col)
@@ -255,7 +279,8 @@ def _insert(
             )
         if col in table.required:
             tests.append((f"{expr} IS NULL", f"'{col}: required value is empty'"))
-    for col in table.hashed:
+    hashed = [h for h in table.hashed if f"{h}_hash" in loaded]
+    for col in hashed:
         if col in by_name:
             # Keyed hash: equal tokens compare equal within one run; the key is never written.
             select.append(
@@ -271,7 +296,10 @@ def _insert(
     for col in table.required:
         if col in load.missing_columns:
             tests.append(("true", f"'{col}: column missing from the export'"))
-    known = set(table.columns) | set(table.renamed) | {f"{h}_hash" for h in table.hashed}
+    # Columns that are not loaded, secrets apart, are ignored: not canonical, or read by no
+    # part of this run.
+    known = {c for c in table.columns if c in loaded} | {f"{h}_hash" for h in hashed}
+    known |= {legacy for legacy, canon in table.renamed.items() if canon in loaded}
     for c in source_cols:
         if c.lower() in table.secret or c.lower() in table.hashed:
             load.secret_columns.append(c)
@@ -280,7 +308,8 @@ def _insert(
 
     source = src.display.replace("'", "''")
     numbered = src.format == "ndjson"  # NDJSON rows carry their line; others are numbered below
-    cols = ", ".join(f'"{c}"' for c in [*table.columns, *(f"{h}_hash" for h in table.hashed)])
+    columns = [c for c in table.columns if c in loaded] + [f"{h}_hash" for h in hashed]
+    cols = ", ".join(f'"{c}"' for c in columns)
 
     # Rows land in the table in the order the threads finish them, not in file order: the
     # queries on the canonical tables order rows themselves, and `__line` places NDJSON rows.

@@ -1,3 +1,4 @@
+-- reads: workspace_agents(id, first_connected_at)
 -- Agent processes and what they did, from the parsed log lines.
 -- A log stream is one file and its rotated backups; within a stream, lines are ordered by file
 -- (oldest first) and line number. A process begins at its start line ("agent is starting now",

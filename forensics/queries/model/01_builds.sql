@@ -1,3 +1,4 @@
+-- reads: workspace_builds(id, workspace_id, build_number, transition, reason, initiator_id, created_at, job_id), provisioner_jobs(id, type, started_at, completed_at, canceled_at, error), workspaces(id, name, deleted, owner_id), users(id, username)
 -- Builds with their job's status (recomputed as PostgreSQL's generated column does, since older
 -- exports lack `job_status`), the workspace, its owner, and neighbouring builds.
 CREATE OR REPLACE TABLE builds AS

@@ -2,6 +2,7 @@
 -- title: Agent connected for a failed or canceled build
 -- severity: medium
 -- requires: workspace_agents(first_connected_at, last_connected_at, disconnected_at, version, lifecycle_state), workspace_builds(build_number, transition), provisioner_jobs(started_at, completed_at, canceled_at, error)
+-- reads: workspace_agents(id, resource_id), workspace_resources(id, type, name), provisioner_jobs(id, created_at)
 -- params: include_superseded=false
 -- description: An agent row that a real agent connected to (first_connected_at set, and the
 --   agent reported its version) although its build's provisioner job ended 'failed' or

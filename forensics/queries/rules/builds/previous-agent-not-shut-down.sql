@@ -2,6 +2,7 @@
 -- title: Agent frozen at a stop instead of shut down
 -- severity: medium
 -- requires: workspace_agents(name, lifecycle_state, disconnected_at, started_at), workspace_builds(build_number, transition, created_at), workspace_resources(type, name), provisioner_jobs(completed_at, canceled_at, error)
+-- reads: workspace_agents(id, resource_id), workspace_resources(id, job_id)
 -- params: window_seconds=600
 -- description: The agent row of a start build never reached 'shutting_down', 'shutdown_timeout',
 --   'shutdown_error' or 'off', although the next build was a stop whose job succeeded, and the

@@ -2,6 +2,7 @@
 -- title: Agent startup hung or failed
 -- severity: high
 -- requires: workspace_agents(lifecycle_state, started_at, ready_at), workspace_builds(build_number, created_at)
+-- reads: workspace_agent_scripts(id, workspace_agent_id, timeout_seconds, run_on_start, display_name), workspace_agent_script_timings(script_id, stage, started_at, ended_at, exit_code, status), workspace_agent_logs(agent_id, created_at, id, level, output)
 -- params: start_timeout_seconds=1800, grace_seconds=60, log_tail_lines=10
 -- description: An agent row whose startup did not finish: it ended in 'start_timeout' or
 --   'start_error', or it is still 'starting' longer after started_at than its start timeout

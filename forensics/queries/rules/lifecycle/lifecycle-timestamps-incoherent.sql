@@ -2,6 +2,7 @@
 -- title: Agent lifecycle timestamps that cannot be real
 -- severity: medium
 -- requires: workspace_agents(created_at, lifecycle_state, started_at, ready_at), workspace_builds(build_number, created_at)
+-- reads: workspace_agent_scripts(workspace_agent_id, run_on_start)
 -- params: skew_tolerance_seconds=300
 -- description: An agent row whose started_at/ready_at could not have come from an agent that
 --   started up for this row. Problems, listed per row in `problems`: 'ready_at before
