@@ -365,16 +365,25 @@ SELECT s.file_id, s.line,
                              THEN 'connection error' END) AS kind
 FROM split s LEFT JOIN log_other o USING (file_id, line)"""
 # Entries as the model reads them: numbered within their file, with their text when kept.
-LOG_EVENTS = f"""CREATE OR REPLACE VIEW log_events AS
-SELECT l.file_id, l.line - b.line0 AS line, l.ts, CAST(l.level AS VARCHAR) AS level,
+EVENT_COLUMNS = """l.file_id, l.line - b.line0 AS line, l.ts, CAST(l.level AS VARCHAR) AS level,
        t.logger, t.message, t.fields, t.block, slog_starts(l.kind) AS is_start,
        slog_reinits(l.kind) AS is_reinit,
        l.starts - b.starts0 AS starts, l.instances - b.instances0 AS instances,
-       coalesce(t.kind, l.kind) AS kind, hash(l.h, t.block) AS h
+       coalesce(t.kind, l.kind) AS kind, hash(l.h, t.block) AS h"""
+LOG_EVENTS = f"""CREATE OR REPLACE VIEW log_events AS
+SELECT {EVENT_COLUMNS}
 FROM log_lines l
 JOIN log_bases b ON b.file_id = l.file_id
 LEFT JOIN log_texts t ON t.file_id = l.file_id AND t.line = l.line
 WHERE l.{IS_ENTRY}"""
+# The same for the entries with a kind, found from their texts (every entry with a kind has
+# one): reading them from `log_events` would join every line to `log_texts` first.
+LOG_KEY_EVENTS = f"""CREATE OR REPLACE VIEW log_key_events AS
+SELECT {EVENT_COLUMNS}
+FROM log_texts t
+JOIN log_lines l ON l.file_id = t.file_id AND l.line = t.line
+JOIN log_bases b ON b.file_id = l.file_id
+WHERE t.kind IS NOT NULL"""
 
 
 def parse_logs(
@@ -422,6 +431,7 @@ def parse_logs(
     _account(con, loads, counts)
     con.execute("DROP TABLE log_indented")
     con.execute(LOG_EVENTS)
+    con.execute(LOG_KEY_EVENTS)
     return [loads[file_id] for file_id, _ in logs]
 
 
@@ -907,7 +917,8 @@ def _join_copies(
     """Streams that share a decoded `fetched manifest` line are one host's log, collected twice."""
     pairs = con.execute(
         """WITH m AS (
-               SELECT f.stream, e.ts, e.fields FROM log_events e JOIN log_files f USING (file_id)
+               SELECT f.stream, e.ts, e.fields
+               FROM log_key_events e JOIN log_files f USING (file_id)
                WHERE e.message = 'fetched manifest' AND e.fields LIKE 'agent_id=%-%'
            )
            SELECT DISTINCT a.stream, b.stream FROM m a JOIN m b

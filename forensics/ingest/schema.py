@@ -2,9 +2,10 @@
 
 Only the columns listed here can be loaded (and `forensics collect` exports these), and of
 them a run loads those that its model and rules read (`loaded_columns`). Everything else in an
-export is ignored and recorded as ignored; secret columns are listed separately so the coverage section can say
-they were deliberately not read. `auth_token` is the one secret that rules need to compare,
-so it is loaded only as a keyed hash (`auth_token_hash`) whose key lives for one run.
+export is ignored and recorded as ignored; secret columns are listed separately so the
+coverage section can say they were deliberately not read. `auth_token` is the one secret that
+rules need to compare, so it is loaded only as a keyed hash (`auth_token_hash`) whose key lives
+for one run.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ WITH counted AS (
     LEFT JOIN (
         SELECT file_id, count(*) FILTER (is_start) AS starts,
                count(*) FILTER (is_start OR is_reinit) AS instances
-        FROM log_events WHERE is_start OR is_reinit GROUP BY file_id
+        FROM log_key_events WHERE is_start OR is_reinit GROUP BY file_id
     ) c USING (file_id)
 )
 SELECT file_id, stream, host, source, file_rank,
@@ -43,8 +43,8 @@ WITH positioned AS (
     SELECT p.stream, p.file_rank, e.line, e.ts AS ts_raw, e.fields, e.message, e.is_start,
            e.is_reinit, p.starts_before + e.starts AS process_no,
            p.instances_before + e.instances AS instance_no
-    FROM log_events e JOIN log_positions p USING (file_id)
-    -- (the kind test follows from the next one; it skips most entries before their text is read)
+    FROM log_key_events e JOIN log_positions p USING (file_id)
+    -- (the kind test follows from the next one, and is cheaper)
     WHERE e.kind IN ('manifest', 'process start', 'reinitialization')
       AND (e.message = 'fetched manifest' OR e.is_start OR e.is_reinit)
 ),
@@ -139,10 +139,9 @@ SELECT
     p.starts_before + e.starts AS process_no,
     p.instances_before + e.instances AS instance_no,
     e.kind
-FROM log_events e
+FROM log_key_events e
 JOIN log_positions p USING (file_id)
-JOIN log_offsets o USING (stream)
-WHERE e.kind IS NOT NULL;
+JOIN log_offsets o USING (stream);
 
 -- Each agent instance's share of each file: its first and last times and first line. Processes
 -- and instances are built from these few rows, not from every entry.
