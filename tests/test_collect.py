@@ -233,14 +233,15 @@ def test_collect_then_analyze_gives_the_sample_findings(csv_dump, sample_finding
     got_rows = loaded_rows(out)
     assert {t: got_rows[t] for t in want_rows} == want_rows
     assert got_rows["schema_migrations"] == 1
-    # Every exported column is canonical: none missing, no secret, auth_token_hash taken as is;
-    # the ones ignored are those this run reads nowhere (a rule of yours may read them).
+    # Every exported column is canonical (auth_token only as its hash): none missing, no
+    # secret; the ones ignored are those this run reads nowhere (a rule of yours may read them).
     doc = json.loads((out / "findings.json").read_text(encoding="utf-8"))
     loaded = loaded_columns([*columns_read(builtin_rules()), *PIPELINE_READS])
     for t in doc["coverage"]["tables"]:
         assert (t["missing_columns"], t["secret_columns"]) == ([], []), t
         spec = TABLES[t["table"]]
-        assert set(t["ignored_columns"]) == set(spec.columns) - set(loaded[t["table"]]), t
+        exported = set(spec.columns) | {f"{h}_hash" for h in spec.hashed}
+        assert set(t["ignored_columns"]) == exported - set(loaded[t["table"]]), t
 
 
 def test_parquet_dump_gives_the_same_findings(pg, sample_findings, tmp_path):

@@ -1,4 +1,4 @@
--- reads: workspace_agents(id, name, created_at, updated_at, resource_id, lifecycle_state, started_at, ready_at, first_connected_at, last_connected_at, disconnected_at, version, api_version, expanded_directory, logs_length, auth_instance_id, auth_token_hash, parent_id, deleted), workspace_resources(id, job_id), workspace_agent_logs(agent_id), workspace_builds(created_at, updated_at), provisioner_jobs(created_at, updated_at, started_at, completed_at)
+-- reads: workspace_agents(id, name, created_at, updated_at, resource_id, lifecycle_state, started_at, ready_at, first_connected_at, last_connected_at, disconnected_at, version, api_version, expanded_directory, logs_length, auth_instance_id, deleted), workspace_resources(id, job_id), workspace_agent_logs(agent_id), workspace_builds(created_at, updated_at), provisioner_jobs(created_at, updated_at, started_at, completed_at)
 -- Every agent row tied to the workspace build it belongs to, the way Coder itself joins them:
 -- agent -> resource -> build (by job id). Agents of template-import and dry-run jobs have
 -- resources too, but no build, so they drop out here. When an agent's resource was not
@@ -45,8 +45,6 @@ SELECT
     a.expanded_directory,
     a.logs_length,
     a.auth_instance_id,
-    a.auth_token_hash,
-    a.parent_id,
     a.deleted AS agent_deleted,
     coalesce(l.startup_log_rows, 0) AS startup_log_rows,
     j.joined_by,
