@@ -1,11 +1,10 @@
--- reads: workspace_builds(id, workspace_id, build_number, transition, reason, initiator_id, created_at, job_id), provisioner_jobs(id, type, started_at, completed_at, canceled_at, error), workspaces(id, name, deleted, owner_id), users(id, username)
+-- reads: workspace_builds(id, workspace_id, build_number, transition, reason, created_at, job_id), provisioner_jobs(id, started_at, completed_at, canceled_at, error), workspaces(id, name, deleted, owner_id), users(id, username)
 -- Builds with their job's status (recomputed as PostgreSQL's generated column does, since older
 -- exports lack `job_status`), the workspace, its owner, and neighbouring builds.
 CREATE OR REPLACE TABLE builds AS
 WITH jobs AS (
     SELECT
         id AS job_id,
-        type AS job_type,
         started_at AS job_started_at,
         completed_at AS job_completed_at,
         error AS job_error,
@@ -30,10 +29,8 @@ SELECT
     b.build_number,
     b.transition,
     b.reason,
-    b.initiator_id,
     b.created_at AS build_created_at,
     b.job_id,
-    j.job_type,
     j.job_status,
     j.job_started_at,
     j.job_completed_at,
