@@ -217,9 +217,10 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
     """Classify every line of a batch of files and parse their format B entries, in one
     streaming pass (DuckDB reads the files in the order given, each from its first line).
 
-    Lines are numbered through the batch; `entry` counts entry lines up to and including the
-    line, so a continuation line carries the number of the entry it belongs to; `starts` and
-    `instances` count process starts (and prebuild-claim reinitializations) up to the line.
+    Lines are numbered through the batch; `entry_line` is the number of the last entry line up
+    to and including the line, so a continuation line carries the line of the entry it belongs
+    to; `starts` and `instances` count process starts (and prebuild-claim reinitializations) up
+    to the line.
     `log_bases` later turns these into numbers within each file.
 
     Most entries are noise no rule reads (tailnet, SSH, stats): they keep their time, level and
@@ -288,13 +289,13 @@ def _lines_sql(files: list[tuple[int, str]], compressed: bool) -> str:
     ),
     counted AS (
         SELECT *,
-            sum(CAST({IS_ENTRY} AS INTEGER)) OVER upto AS entry,
+            max(CASE WHEN {IS_ENTRY} THEN line END) OVER upto AS entry_line,
             sum(CAST(is_start AS INTEGER)) OVER upto AS starts,
             sum(CAST(is_start OR is_reinit AS INTEGER)) OVER upto AS instances
         FROM marked
         WINDOW upto AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )
-    SELECT f.file_id, line, cls, entry, ts, level, kind, starts,
+    SELECT f.file_id, line, cls, entry_line, ts, level, kind, starts,
            instances, h,
            CASE WHEN keyed OR cls IN ('A', 'J', 'indented') THEN text
                 WHEN cls = 'bad' THEN left(text, 300) END AS text
@@ -312,7 +313,7 @@ LOG_TYPES = (
     "('debug', 'info', 'warn', 'error', 'critical', 'fatal', 'unknown')",
 )
 LOG_LINES = """CREATE OR REPLACE TABLE log_lines (
-    file_id INTEGER, line INTEGER, cls log_class, entry INTEGER, ts TIMESTAMPTZ,
+    file_id INTEGER, line INTEGER, cls log_class, entry_line INTEGER, ts TIMESTAMPTZ,
     level log_level, kind VARCHAR, starts INTEGER, instances INTEGER, h UBIGINT, text VARCHAR)"""
 # A file's lines counted by class, its time range and process starts: what `LogLoad` reports.
 LINE_COUNTS = {
@@ -328,29 +329,36 @@ LINE_COUNTS = {
 }
 # Each file's numbers just before its first line (`log_bases`): subtracted, they number
 # within the file.
-BASES = f"""min(line) - 1 AS line0,
-    min(entry - CAST({IS_ENTRY} AS INTEGER)) AS entry0,
+BASES = """min(line) - 1 AS line0,
     min(starts - CAST(slog_starts(kind) AS INTEGER)) AS starts0,
     min(instances - CAST(slog_starts(kind) OR slog_reinits(kind) AS INTEGER)) AS instances0"""
 # The format A and JSON entries' parts, parsed in Python (`_parse_other_renderings`).
 LOG_OTHER = """CREATE OR REPLACE TABLE log_other (file_id INTEGER, line INTEGER, logger VARCHAR,
     message VARCHAR, fields VARCHAR)"""
-# Indented lines: a continuation of the entry before them, or, before a file's first entry,
-# unparsed.
-LOG_INDENTED = """CREATE OR REPLACE TEMP TABLE log_indented AS
-SELECT file_id, line, entry, text, entry > entry0 AS continued
+# Indented lines: a continuation of the entry before them, or, before a file's first entry
+# (when the entry line is in the file before it in the batch, or there is none), unparsed.
+CONTINUED = "coalesce(entry_line > line0, false)"
+LOG_INDENTED = f"""CREATE OR REPLACE TEMP TABLE log_indented AS
+SELECT file_id, line, entry_line, text, {CONTINUED} AS continued
 FROM log_lines JOIN log_bases USING (file_id)
 WHERE cls = 'indented'"""
 # The entries with their text (split into logger, message and fields), trailing block and kind.
 LOG_TEXTS = """CREATE OR REPLACE TABLE log_texts AS
 WITH blocks AS (
-    SELECT file_id, entry, string_agg(text, chr(10) ORDER BY line) AS block
+    SELECT file_id, entry_line AS line, string_agg(text, chr(10) ORDER BY line) AS block
     FROM log_indented WHERE continued GROUP BY ALL
 ),
+kept AS MATERIALIZED (
+    SELECT file_id, line, cls, text, kind FROM log_lines
+    WHERE cls IN ('A', 'J') OR (cls = 'B' AND text IS NOT NULL)
+),
+-- The entries whose text was kept, and those with only a block (found from the block: its
+-- entry's line is known, so the lines need no second look)
 texts AS (
-    SELECT l.file_id, l.line, l.cls, l.text, l.kind, b.block
-    FROM log_lines l LEFT JOIN blocks b USING (file_id, entry)
-    WHERE l.cls IN ('A', 'J') OR (l.cls = 'B' AND (l.text IS NOT NULL OR b.block IS NOT NULL))
+    SELECT k.*, b.block FROM kept k LEFT JOIN blocks b USING (file_id, line)
+    UNION ALL
+    SELECT b.file_id, b.line, 'B', NULL, NULL, b.block
+    FROM blocks b ANTI JOIN kept k USING (file_id, line)
 ),
 split AS (
     SELECT *, CASE WHEN cls = 'B' AND text IS NOT NULL THEN slog_split(text) END AS p
@@ -383,7 +391,7 @@ SELECT {EVENT_COLUMNS}
 FROM log_texts t
 JOIN log_lines l ON l.file_id = t.file_id AND l.line = t.line
 JOIN log_bases b ON b.file_id = l.file_id
-WHERE t.kind IS NOT NULL"""
+WHERE t.kind IS NOT NULL AND l.{IS_ENTRY}"""
 
 
 def parse_logs(
@@ -820,7 +828,7 @@ def _count_lines(
         )
         con.execute(
             "CREATE OR REPLACE TABLE log_bases AS "
-            "SELECT file_id, line0, entry0, starts0, instances0 FROM file_counts"
+            "SELECT file_id, line0, starts0, instances0 FROM file_counts"
         )
         rows = con.execute(f"SELECT file_id, {', '.join(LINE_COUNTS)} FROM file_counts")
     else:
@@ -841,7 +849,8 @@ def _account(
     before its first entry are unparsed), samples of unparsed lines, agent versions."""
     orphans: dict[int, int] = {}
     for file_id, n_orphans, merged in con.execute(
-        "SELECT file_id, count(*) FILTER (NOT continued), count(DISTINCT entry) FILTER (continued) "
+        "SELECT file_id, count(*) FILTER (NOT continued), "
+        "count(DISTINCT entry_line) FILTER (continued) "
         "FROM log_indented GROUP BY file_id"
     ).fetchall():
         orphans[file_id] = n_orphans
@@ -858,7 +867,7 @@ def _account(
     if any(load.unparsed for load in loads.values()):
         for file_id, line, text in con.execute(
             f"""SELECT file_id, line - line0, text FROM log_lines JOIN log_bases USING (file_id)
-                WHERE cls = 'bad' OR (cls = 'indented' AND entry = entry0)
+                WHERE cls = 'bad' OR (cls = 'indented' AND NOT {CONTINUED})
                 QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY line) <= {MAX_SAMPLES}
                 ORDER BY file_id, line"""
         ).fetchall():
