@@ -87,6 +87,8 @@ KINDS = {
     "agent shutting down": "shutdown",
     "spawning reaper process": "reaper start",
 }
+# The kinds slog_kind gives besides these: by a pattern of the message, or by the fields.
+OTHER_KINDS = ("script failure", "connection error")
 ANSI = r"\x1b\[[0-9;]*[A-Za-z]"
 # Values that must never reach an output even from raw log text.
 SECRET = (
@@ -196,8 +198,8 @@ def _macros() -> str:
     return f"""
     CREATE OR REPLACE MACRO slog_kind(message, fields) AS CASE
         WHEN (CASE message {kinds} END) IS NOT NULL THEN (CASE message {kinds} END)
-        WHEN regexp_matches(message, '^startup script.*failed$') THEN 'script failure'
-        WHEN contains(fields, 'unexpected status code') THEN 'connection error' END;
+        WHEN regexp_matches(message, '^startup script.*failed$') THEN {sql_text(OTHER_KINDS[0])}
+        WHEN contains(fields, 'unexpected status code') THEN {sql_text(OTHER_KINDS[1])} END;
     -- A new agent process (a start line), and a new agent in the same process (a prebuild
     -- claim), by the entry's kind.
     CREATE OR REPLACE MACRO slog_starts(kind) AS coalesce(kind = {process_start}, false);
@@ -311,10 +313,13 @@ LOG_TYPES = (
     "CREATE TYPE log_class AS ENUM ('B', 'A', 'J', 'blank', 'indented', 'bad')",
     "CREATE TYPE log_level AS ENUM "
     "('debug', 'info', 'warn', 'error', 'critical', 'fatal', 'unknown')",
+    # (a byte per line where a string takes sixteen: `log_lines` spills at a few GB of logs)
+    "CREATE TYPE log_kind AS ENUM "
+    f"({', '.join(sql_text(k) for k in sorted({*KINDS.values(), *OTHER_KINDS}))})",
 )
 LOG_LINES = """CREATE OR REPLACE TABLE log_lines (
     file_id INTEGER, line INTEGER, cls log_class, entry_line INTEGER, ts TIMESTAMPTZ,
-    level log_level, kind VARCHAR, starts INTEGER, instances INTEGER, h UBIGINT, text VARCHAR)"""
+    level log_level, kind log_kind, starts INTEGER, instances INTEGER, h UBIGINT, text VARCHAR)"""
 # A file's lines counted by class, its time range and process starts: what `LogLoad` reports.
 LINE_COUNTS = {
     "lines": "count(*)",
