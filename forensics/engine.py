@@ -12,7 +12,7 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -402,16 +402,21 @@ def _dedupe(
     lines an export also has.
     """
     notes = []
-    bundled_sql = ", ".join(sql_text(b) for b in sorted(bundled or ())) or "NULL"
+
+    def numbered(paths: Iterable[str]) -> str:
+        listed = ", ".join(sql_text(p) for p in sorted(paths)) or "NULL"
+        return f"(SELECT file FROM table_files WHERE path IN ({listed}))"
+
+    from_bundle = numbered(bundled or ())
     for table in sorted({ld.table for ld in loads if sum(x.table == ld.table for x in loads) > 1}):
         spec, mine = TABLES[table], [ld for ld in loads if ld.table == table]
         key = ", ".join(f'"{k}"' for k in spec.key)
         before = scalar(con, f'SELECT count(*) FROM "{table}"')
         if table == "workspace_agent_logs" and bundled:
             con.execute(
-                f"""DELETE FROM workspace_agent_logs WHERE __source IN ({bundled_sql})
+                f"""DELETE FROM workspace_agent_logs WHERE __file IN {from_bundle}
                 AND agent_id IN (SELECT agent_id FROM workspace_agent_logs
-                                 WHERE __source NOT IN ({bundled_sql}))"""
+                                 WHERE __file NOT IN {from_bundle})"""
             )
         loaded = created_columns(con, table)
         stamps = [
@@ -426,11 +431,12 @@ def _dedupe(
             if f"{h}_hash" in loaded
         ]
         for col in (c for c in spec.columns if c in loaded):
-            lacking = ", ".join(sql_text(ld.path) for ld in mine if col in ld.missing_columns)
+            lacking = [ld.path for ld in mine if col in ld.missing_columns]
             if lacking and any(col not in ld.missing_columns for ld in mine):
+                without = numbered(lacking)
                 fills.append(
-                    f"CASE WHEN __source IN ({lacking}) THEN arg_min(CASE WHEN __source NOT IN "
-                    f'({lacking}) THEN "{col}" END, __rank) OVER k ELSE "{col}" END AS "{col}"'
+                    f"CASE WHEN __file IN {without} THEN arg_min(CASE WHEN __file NOT IN "
+                    f'{without} THEN "{col}" END, __rank) OVER k ELSE "{col}" END AS "{col}"'
                 )
         select = (
             f"SELECT * EXCLUDE (__rank) REPLACE ({', '.join(fills)}) FROM ranked "
@@ -441,9 +447,9 @@ def _dedupe(
         con.execute(
             f"""CREATE OR REPLACE TABLE "{table}" AS
             WITH ranked AS (
-                SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {latest} DESC NULLS LAST,
-                    coalesce(__source IN ({bundled_sql}), false), __source, __line) AS __rank
-                FROM "{table}"
+                SELECT t.*, row_number() OVER (PARTITION BY {key} ORDER BY {latest} DESC NULLS LAST,
+                    coalesce(__file IN {from_bundle}, false), f.path, __line) AS __rank
+                FROM "{table}" t LEFT JOIN table_files f ON f.file = t.__file
             )
             {select}"""
         )

@@ -224,8 +224,8 @@ def test_dedupe_keeps_the_latest_copy_and_fills_what_it_lacks(con, tmp_path):
     loads = [load_table(con, s, "k", n) for n, s in enumerate([export, from_bundle])]
     notes = _dedupe(con, loads, {"x.zip!agent/agent.json"})
     row = con.execute(
-        "SELECT __source, last_connected_at, auth_token_hash IS NOT NULL, motd_file "
-        "FROM workspace_agents"
+        "SELECT f.path, last_connected_at, auth_token_hash IS NOT NULL, motd_file "
+        "FROM workspace_agents JOIN table_files f ON f.file = __file"
     ).fetchall()
     assert row == [
         ("x.zip!agent/agent.json", datetime(2026, 5, 15, 14, 0, tzinfo=UTC), True, "/etc/motd")

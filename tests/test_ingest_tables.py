@@ -114,7 +114,7 @@ def test_only_the_columns_a_run_reads_are_loaded_and_checked(con, tmp_path):
     )
     # the columns that make a row (required, key) come with the ones read
     names = [d[0] for d in con.execute("SELECT * FROM workspace_agents").description]
-    assert names == ["id", "created_at", "resource_id", "lifecycle_state", "__source", "__line"]
+    assert names == ["id", "created_at", "resource_id", "lifecycle_state", "__file", "__line"]
     # a run that reads every column rejects the row
     with connect() as every:
         create_tables(every)

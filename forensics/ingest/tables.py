@@ -91,12 +91,15 @@ def create_tables(
         cols += [
             f'"{h}_hash" VARCHAR' for h in table.hashed if columns is None or f"{h}_hash" in chosen
         ]
-        cols += ["__source VARCHAR", "__line BIGINT"]
+        cols += ["__file INTEGER", "__line BIGINT"]
         con.execute(f'CREATE TABLE "{table.name}" ({", ".join(cols)})')
+    # Which file each row came from: rows carry the file's number (`__file`), not its name,
+    # which would take a string per row (a quarter of the tables' memory at 1M builds).
+    con.execute("CREATE TABLE table_files (file INTEGER, path VARCHAR)")
 
 
 def created_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    """The columns a canonical table was created with (without `__source` and `__line`)."""
+    """The columns a canonical table was created with (without `__file` and `__line`)."""
     return [
         r[0]
         for r in con.execute(
@@ -108,7 +111,8 @@ def created_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def load_table(con: duckdb.DuckDBPyConnection, src: Source, hash_key: str, n: int) -> TableLoad:
-    """Load one table export into its canonical table; `n` makes staging names unique."""
+    """Load one table export into its canonical table; `n` numbers the file (its rows'
+    `__file`, in `table_files`) and makes staging names unique."""
     assert src.table is not None
     table = TABLES[src.table]
     with tempfile.TemporaryDirectory(prefix="forensics-") as tmp:
@@ -246,11 +250,12 @@ def _insert(
 
     One pass over the file does the work: every row is cast and inserted, a row with a value
     that does not read marked by `__line` -1 (a line number is never negative; a per-row mark in
-    the text column `__source` would cost a string per row), and the marked rows are then
+    a text column would cost a string per row), and the marked rows are then
     counted and deleted. Only when there are some is the file read again, to build the reasons:
     text for every check of every row, kept in a table, cost more than the casts themselves.
     """
     load = TableLoad(table=table.name, path=src.display, format=src.format or "")
+    con.execute("INSERT INTO table_files VALUES (?, ?)", [n, src.display])
     by_name = {c.lower(): c for c in source_cols}
     renamed = {canon: legacy for legacy, canon in table.renamed.items() if legacy in by_name}
     # `select` casts the values; `tests` holds what can be wrong with a row: a condition (for
@@ -306,7 +311,6 @@ def _insert(
         elif c.lower() not in known and c not in ("__line",):
             load.ignored_columns.append(c)
 
-    source = src.display.replace("'", "''")
     numbered = src.format == "ndjson"  # NDJSON rows carry their line; others are numbered below
     columns = [c for c in table.columns if c in loaded] + [f"{h}_hash" for h in hashed]
     cols = ", ".join(f'"{c}"' for c in columns)
@@ -320,8 +324,8 @@ def _insert(
     try:
         inserted = scalar(
             con,
-            f"""INSERT INTO "{table.name}" ({cols}, __source, __line)
-            SELECT {", ".join(select)}, '{source}',
+            f"""INSERT INTO "{table.name}" ({cols}, __file, __line)
+            SELECT {", ".join(select)}, {n},
                    CASE WHEN {" OR ".join(c for c, _ in tests) or "false"} THEN -1
                         ELSE {"__line" if numbered else "NULL::BIGINT"} END
             FROM {stage}""",
