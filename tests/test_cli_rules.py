@@ -148,7 +148,8 @@ def test_a_rule_gets_the_columns_its_header_names(cli, tmp_path, rules_dir):
     # Nothing built in reads `architecture`, so it is loaded only for a rule that names it.
     (rules_dir / "my-arch.sql").write_text(ARCH_RULE.format(reads=""))
     out = tmp_path / "out"
-    r = cli("analyze", SAMPLE, "--out", out, "--rules", rules_dir, "--select", "my-arch")
+    run_it = ["analyze", SAMPLE, "--out", out, "--rules", rules_dir, "--select", "my-arch"]
+    r = cli(*run_it)
     assert r.exit_code == ExitCode.INTERNAL
     [run] = findings(out)["coverage"]["rules"]
     assert run["status"] == "broken"
@@ -159,18 +160,7 @@ def test_a_rule_gets_the_columns_its_header_names(cli, tmp_path, rules_dir):
     (rules_dir / "my-arch.sql").write_text(
         ARCH_RULE.format(reads="-- reads: workspace_agents(architecture)\n")
     )
-    r = cli(
-        "analyze",
-        SAMPLE,
-        "--out",
-        out,
-        "--rules",
-        rules_dir,
-        "--select",
-        "my-arch",
-        "--fail-on",
-        "low",
-    )
+    r = cli(*run_it, "--fail-on", "low")
     assert r.exit_code == ExitCode.FINDINGS, r.stderr
     doc = findings(out)
     assert {f["summary"] for f in doc["findings"]} == {"arch amd64"}
