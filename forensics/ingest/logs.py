@@ -348,12 +348,13 @@ SELECT file_id, line, entry_line, text, {CONTINUED} AS continued
 FROM log_lines JOIN log_bases USING (file_id)
 WHERE cls = 'indented'"""
 # The entries with their text (split into logger, message and fields), trailing block and kind.
-LOG_TEXTS = """CREATE OR REPLACE TABLE log_texts AS
+LOG_TEXTS = f"""CREATE OR REPLACE TABLE log_texts AS
 WITH blocks AS (
     SELECT file_id, entry_line AS line, string_agg(text, chr(10) ORDER BY line) AS block
     FROM log_indented WHERE continued GROUP BY ALL
 ),
 kept AS MATERIALIZED (
+    -- (format A and JSON entries keep no text once parsed: their parts are in log_other)
     SELECT file_id, line, cls, text, kind FROM log_lines
     WHERE cls IN ('A', 'J') OR (cls = 'B' AND text IS NOT NULL)
 ),
@@ -375,7 +376,7 @@ SELECT s.file_id, s.line,
        s.block,
        -- a multi-line HTTP error under another message is a connection error too
        coalesce(s.kind, CASE WHEN s.block LIKE '%unexpected status code%'
-                             THEN 'connection error' END) AS kind
+                             THEN {sql_text(OTHER_KINDS[1])} END) AS kind
 FROM split s LEFT JOIN log_other o USING (file_id, line)"""
 # Entries as the model reads them: numbered within their file, with their text when kept.
 EVENT_COLUMNS = """l.file_id, l.line - b.line0 AS line, l.ts, CAST(l.level AS VARCHAR) AS level,
@@ -390,7 +391,8 @@ JOIN log_bases b ON b.file_id = l.file_id
 LEFT JOIN log_texts t ON t.file_id = l.file_id AND t.line = l.line
 WHERE l.{IS_ENTRY}"""
 # The same for the entries with a kind, found from their texts (every entry with a kind has
-# one): reading them from `log_events` would join every line to `log_texts` first.
+# one): reading them from `log_events` would join every line to `log_texts` first. (A block's
+# entry may have turned out unparsed, a JSON line that is no entry: IS_ENTRY leaves it out.)
 LOG_KEY_EVENTS = f"""CREATE OR REPLACE VIEW log_key_events AS
 SELECT {EVENT_COLUMNS}
 FROM log_texts t

@@ -86,11 +86,10 @@ def create_tables(
     """
     con.execute(MACROS)
     for table in TABLES.values():
-        chosen = columns[table.name] if columns is not None else list(table.columns)
+        every = [*table.columns, *(f"{h}_hash" for h in table.hashed)]
+        chosen = columns[table.name] if columns is not None else every
         cols = [f'"{c}" {DUCKDB_TYPES[k]}' for c, k in table.columns.items() if c in chosen]
-        cols += [
-            f'"{h}_hash" VARCHAR' for h in table.hashed if columns is None or f"{h}_hash" in chosen
-        ]
+        cols += [f'"{h}_hash" VARCHAR' for h in table.hashed if f"{h}_hash" in chosen]
         cols += ["__file INTEGER", "__line BIGINT"]
         con.execute(f'CREATE TABLE "{table.name}" ({", ".join(cols)})')
     # Which file each row came from: rows carry the file's number (`__file`), not its name,
