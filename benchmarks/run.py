@@ -22,6 +22,11 @@ everything):
     .venv/bin/python benchmarks/run.py --quick                    # 10k builds, 50 MB
     .venv/bin/python benchmarks/run.py ... --markdown docs/performance.md
 
+Timings on a small shared machine move by tens of percent from one run to the next. With
+`--repeat N` the analysis and the DuckDB floor run N times per size; the median run of each
+is the one reported (every run's time is listed), peak RSS is the highest of the runs, and
+every run must find the planted incidents.
+
 Dumps are cached in --workdir (default /tmp/forensics-bench) by their parameters and reused;
 each is a few GB at the larger sizes. Not a test: the full set takes tens of minutes.
 """
@@ -109,6 +114,10 @@ class Measured:
     wc: dict[str, Any] = field(default_factory=dict)
     pg: dict[str, Any] = field(default_factory=dict)
     grep: dict[str, Any] = field(default_factory=dict)
+    # With --repeat: every run of the analysis (seconds, parse rate, peak RSS, findings) and
+    # every DuckDB floor (seconds); `run` and `duckdb` are the median ones.
+    repeats: list[dict[str, Any]] = field(default_factory=list)
+    floor_repeats: list[float] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------
@@ -432,7 +441,42 @@ def warm(dump: Path) -> None:
                 pass
 
 
-def measure(m: Measured, workdir: Path, pg: Postgres | None, breakdown: bool = False) -> None:
+def median_of(items: list[Any], key: Any) -> Any:
+    """The item in the middle when sorted by `key` (the lower of the two middle ones when the
+    count is even), so that what is reported is one real run, not a blend of several."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
+
+
+def parse_rate(run: dict[str, Any]) -> float:
+    """Lines per second of a run's `parse logs` stage (0 when it parsed nothing)."""
+    st = next((s for s in run["stages"] if s["stage"] == "parse logs"), {})
+    return st.get("lines", 0) / st["seconds"] if st.get("seconds") else 0.0
+
+
+def median_parse_rate(m: Measured) -> float:
+    """A size's parse rate: the median over its runs (that of its one run without --repeat)."""
+    rates = [r["parse_lines_per_s"] for r in m.repeats] or [parse_rate(m.run)]
+    return median_of(rates, key=float)
+
+
+def repeat_line(m: Measured) -> str:
+    """With --repeat, what each run measured; empty for a single run."""
+    if len(m.repeats) < 2:
+        return ""
+    runs = ", ".join(f"{r['analyze_seconds']:.1f}" for r in m.repeats)
+    rates = ", ".join(f"{r['parse_lines_per_s'] / 10**6:.2f}" for r in m.repeats)
+    floors = ", ".join(f"{f:.1f}" for f in m.floor_repeats) or "-"
+    return (
+        f"{len(m.repeats)} runs, the median shown: analysis {runs} s; parse {rates} M lines/s; "
+        f"DuckDB floor {floors} s"
+    )
+
+
+def measure(
+    m: Measured, workdir: Path, pg: Postgres | None, breakdown: bool = False, repeat: int = 1
+) -> None:
+    """The analysis and the DuckDB floor `repeat` times each (the median of each is kept, and
+    the highest peak RSS), then the other alternatives once."""
     dump = Path(m.dump)
     label = m.size.label
     out = workdir / f"out-{dump.name}"
@@ -442,18 +486,37 @@ def measure(m: Measured, workdir: Path, pg: Postgres | None, breakdown: bool = F
         report = Path(tmp) / "analyze.json"
         print(f"[{label}] forensics analyze ...", file=sys.stderr, flush=True)
         extra = ["--model-breakdown"] if breakdown else []
-        try:
-            m.run, m.process_wall, m.process_rss_mib = _run_child(
-                ["--child-analyze", str(dump), str(out), str(report), *extra], report
-            )
-        except RuntimeError as exc:  # printed by the child; the other sizes still run
-            m.run = {"error": str(exc)}
-            return
+        runs = []
+        for _ in range(repeat):
+            try:
+                runs.append(
+                    _run_child(
+                        ["--child-analyze", str(dump), str(out), str(report), *extra], report
+                    )
+                )
+            except RuntimeError as exc:  # printed by the child; the other sizes still run
+                m.run = {"error": str(exc)}
+                return
+        m.run, m.process_wall, _ = median_of(runs, key=lambda r: r[0]["analyze_seconds"])
+        m.process_rss_mib = max(rss for _, _, rss in runs)
+        m.repeats = [
+            {
+                "analyze_seconds": run["analyze_seconds"],
+                "parse_lines_per_s": parse_rate(run),
+                "process_rss_mib": rss,
+                "findings": run["findings"],
+            }
+            for run, _, rss in runs
+        ]
         count = Path(tmp) / "count.json"
 
         def duckdb_floor() -> dict[str, Any]:
-            doc, wall, rss = _run_child(["--child-count", str(dump), str(count)], count)
-            return {**doc, "process_wall": wall, "process_rss_mib": rss}
+            floors = []
+            for _ in range(repeat):
+                doc, wall, rss = _run_child(["--child-count", str(dump), str(count)], count)
+                floors.append({**doc, "process_wall": wall, "process_rss_mib": rss})
+            m.floor_repeats = [f["table_seconds"] + f["log_seconds"] for f in floors]
+            return median_of(floors, key=lambda f: f["table_seconds"] + f["log_seconds"])
 
         m.duckdb = _attempt(label, "DuckDB counting floor", duckdb_floor)
     m.wc = _attempt(label, "wc -l", lambda: measure_wc(dump))
@@ -640,11 +703,7 @@ def check_targets(measured: list[Measured]) -> list[Target]:
     else:
         why = "no size with >= 1M builds and >= 1 GB of logs (and a DuckDB floor)"
         out.append(Target(FLOOR_TARGET, "not measured", why))
-    rates = []
-    for m in results:
-        st = _stage(m, "parse logs")
-        if st.get("lines"):
-            rates.append((st["lines"] / st["seconds"], m.size.label))
+    rates = [(median_parse_rate(m), m.size.label) for m in results if median_parse_rate(m)]
     if rates:
         low = min(rates)
         status = "met" if low[0] >= MIN_LINES_PER_S else "MISSED"
@@ -685,13 +744,20 @@ def check_targets(measured: list[Measured]) -> list[Target]:
                 "needs two sizes or more",
             )
         )
-    sets = [(m.size.label, {tuple(f) for f in m.run["findings"]}) for m in results]
+    sets = [  # every run's, when repeated: each must find the planted incidents
+        (m.size.label + (f" (run {n})" if len(m.repeats) > 1 else ""), {tuple(f) for f in found})
+        for m in results
+        for n, found in enumerate([r["findings"] for r in m.repeats] or [m.run["findings"]], 1)
+    ]
     expected = (
         {tuple(f) for f in results[0].generated.get("expected_findings", [])} if results else set()
     )
     if sets:
         same = all(s == sets[0][1] for _, s in sets) and sets[0][1] == expected
-        detail = f"{len(sets[0][1])} findings at {len(sets)} size(s), {len(expected)} planted"
+        detail = f"{len(sets[0][1])} findings at {len(results)} size(s)"
+        if len(sets) > len(results):
+            detail += f" in every one of {len(sets)} runs"
+        detail += f", {len(expected)} planted"
         if not same:
             for label, s in sets:
                 extra, missing = sorted(s - expected)[:3], sorted(expected - s)[:3]
@@ -761,8 +827,7 @@ def summary_rows(results: list[Measured]) -> list[list[str]]:
             continue
         analyze_s = m.run["analyze_seconds"]
         floor = m.duckdb["table_seconds"] + m.duckdb["log_seconds"] if _ok(m.duckdb) else None
-        parse = _stage(m, "parse logs")
-        parse_rate = parse.get("lines", 0) / parse["seconds"] if parse["seconds"] else 0.0
+        rate = median_parse_rate(m)
         wc_rate = m.wc["lines"] / m.wc["seconds"] if _ok(m.wc) else None
         pg = m.pg["load_seconds"] + m.pg["query_seconds"] if _ok(m.pg) else None
         grep = m.grep["seconds"] if _ok(m.grep) else None
@@ -772,9 +837,9 @@ def summary_rows(results: list[Measured]) -> list[list[str]]:
                 f"{analyze_s:.1f}",
                 f"{floor:.1f}" if floor else "-",
                 _ratio(analyze_s, floor),
-                f"{parse_rate / 10**6:.2f} M",
+                f"{rate / 10**6:.2f} M",
                 f"{wc_rate / 10**6:.2f} M" if wc_rate else "-",
-                _ratio(parse_rate, wc_rate),
+                _ratio(rate, wc_rate),
                 f"{pg:.1f}" if pg else "-",
                 _ratio(analyze_s, pg),
                 f"{grep:.1f}" if grep else "-",
@@ -805,6 +870,8 @@ def print_results(results: list[Measured], targets: list[Target]) -> None:
             print(f"forensics analyze failed: {m.run['error']} (its traceback is above)")
             continue
         print(f"dump {m.dump}: {dump_line(m)}")
+        if repeat_line(m):
+            print(repeat_line(m))
         print(_table(STAGE_HEADER, stage_rows(m), frozenset({1, 2, 4})))
         print()
         print(
@@ -894,6 +961,8 @@ def markdown(
     parts += ["", "### Summary", "", _md(SUMMARY_HEADER, summary_rows(results))]
     for m in results:
         parts += ["", f"### {_title(m)}", "", dump_line(m), ""]
+        if repeat_line(m):
+            parts += [repeat_line(m), ""]
         if not _ok(m.run):
             parts += [f"forensics analyze failed: {m.run['error']}"]
             continue
@@ -949,7 +1018,17 @@ def main() -> int:
     ap.add_argument(
         "--model-breakdown", action="store_true", help="time each model SQL statement apart"
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the analysis and the DuckDB floor N times per size and report the median of "
+        "each (this machine's timings move by tens of percent from run to run)",
+    )
     args = ap.parse_args()
+    if args.repeat < 1:
+        raise SystemExit("--repeat: N must be 1 or more")
     sizes = parse_sizes(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES))
     if args.rss_proof:
         proof = args.rss_proof
@@ -970,7 +1049,7 @@ def main() -> int:
     try:
         for size in sizes:
             m = ensure_dump(args.workdir, size, args.incidents, args.seed, args.regenerate)
-            measure(m, args.workdir, pg, args.model_breakdown)
+            measure(m, args.workdir, pg, args.model_breakdown, args.repeat)
             results.append(m)
     finally:
         if pg is not None:
