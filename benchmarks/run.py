@@ -667,10 +667,6 @@ def _log_seconds(m: Measured) -> float:
     return sum(s["seconds"] for s in m.run["stages"] if s["stage"] in ("parse logs", "load logs"))
 
 
-def _stage(m: Measured, name: str) -> dict[str, Any]:
-    return next((s for s in m.run["stages"] if s["stage"] == name), {"seconds": 0.0})
-
-
 # --------------------------------------------------------------------------------------
 # Targets
 
@@ -704,7 +700,7 @@ def check_targets(measured: list[Measured]) -> list[Target]:
     else:
         why = "no size with >= 1M builds and >= 1 GB of logs (and a DuckDB floor)"
         out.append(Target(FLOOR_TARGET, "not measured", why))
-    rates = [(median_parse_rate(m), m.size.label) for m in results if median_parse_rate(m)]
+    rates = [(rate, m.size.label) for m in results if (rate := median_parse_rate(m))]
     if rates:
         low = min(rates)
         status = "met" if low[0] >= MIN_LINES_PER_S else "MISSED"
@@ -871,8 +867,8 @@ def print_results(results: list[Measured], targets: list[Target]) -> None:
             print(f"forensics analyze failed: {m.run['error']} (its traceback is above)")
             continue
         print(f"dump {m.dump}: {dump_line(m)}")
-        if repeat_line(m):
-            print(repeat_line(m))
+        if repeats := repeat_line(m):
+            print(repeats)
         print(_table(STAGE_HEADER, stage_rows(m), frozenset({1, 2, 4})))
         print()
         print(
@@ -962,8 +958,8 @@ def markdown(
     parts += ["", "### Summary", "", _md(SUMMARY_HEADER, summary_rows(results))]
     for m in results:
         parts += ["", f"### {_title(m)}", "", dump_line(m), ""]
-        if repeat_line(m):
-            parts += [repeat_line(m), ""]
+        if repeats := repeat_line(m):
+            parts += [repeats, ""]
         if not _ok(m.run):
             parts += [f"forensics analyze failed: {m.run['error']}"]
             continue
